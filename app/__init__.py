@@ -1,0 +1,1 @@
+"""FaceGate: office face-entry access control."""
