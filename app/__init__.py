@@ -1,1 +1,3 @@
 """FaceGate: office face-entry access control."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""All FaceGate settings: one pydantic-settings class, read from FACEGATE_* variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KNOWN_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEGATE_", extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default=Path("./var"), description="Where the service keeps its files.")
+    model_dir: Path | None = Field(
+        default=None,
+        description="Built model artifacts and manifest.json; default <data_dir>/models.",
+    )
+
+    # ONNX Runtime: set on purpose so a 2-core box is not oversubscribed by default.
+    onnx_providers: tuple[str, ...] = Field(
+        default=KNOWN_PROVIDERS,
+        description="Execution providers in order of preference; unavailable ones are skipped.",
+    )
+    onnx_intra_op_threads: int = Field(
+        default_factory=lambda: max(1, os.cpu_count() or 1),
+        ge=1,
+        le=256,
+        description="Threads inside one ONNX Runtime operator (default: all cores).",
+    )
+    onnx_inter_op_threads: int = Field(default=1, ge=1, le=64, description="Threads across operators.")
+
+    # Detection.
+    detect_upsample_below_px: int = Field(
+        default=600,
+        ge=0,
+        le=10_000,
+        description="Upsample once (dlib pyramid_up) when the image's longer side is below this; 0 = never.",
+    )
+    detect_min_face_px: int = Field(
+        default=0, ge=0, le=4096, description="Ignore detected faces narrower than this many pixels."
+    )
+    encoder_max_batch: int = Field(default=32, ge=1, le=1024, description="Chips per encoder run.")
+
+    # Matching.
+    tau: float = Field(
+        default=0.6,
+        gt=0.0,
+        le=1.2,
+        description="L2 distance below which a face matches (dlib's LFW operating point is 0.6).",
+    )
+
+    # Input limits.
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted upload.")
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=10_000, description="Largest decoded image (width x height)."
+    )
+
+    @field_validator("onnx_providers")
+    @classmethod
+    def _known_providers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [p for p in value if p not in KNOWN_PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown ONNX Runtime providers {unknown}; known: {list(KNOWN_PROVIDERS)}")
+        if "CPUExecutionProvider" not in value:
+            raise ValueError("CPUExecutionProvider must stay in the list: it is the fallback")
+        return value
+
+    @model_validator(mode="after")
+    def _default_model_dir(self) -> Settings:
+        if self.model_dir is None:
+            object.__setattr__(self, "model_dir", self.data_dir / "models")
+        return self
+
+    @property
+    def models_path(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
