@@ -1,0 +1,212 @@
+"""SQLAlchemy models: the source of truth. Tables are created only by migrations (see migrations/)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+Role = Literal["admin", "door", "auditor"]
+ROLES: tuple[Role, ...] = ("admin", "door", "auditor")
+Decision = Literal["granted", "denied"]
+DECISIONS: tuple[Decision, ...] = ("granted", "denied")
+GalleryOp = Literal["add", "delete"]
+
+# Explicit names so that migrations are stable and identical on SQLite and PostgreSQL.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# 64-bit ids where rows accumulate without bound; SQLite needs plain INTEGER for a rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends.
+
+    PostgreSQL stores timestamptz. SQLite has no time zones: values are stored as naive UTC text
+    (fixed-width, so text order is time order) and come back with tzinfo=UTC. Naive input is
+    refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: FaceGate stores timezone-aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        bytes: LargeBinary(),
+        float: Double(),
+    }
+
+
+class Door(Base):
+    __tablename__ = "doors"
+    # AUTOINCREMENT: SQLite must never reuse an id (events and keys refer to doors by id).
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key. Only a SHA-256 of the secret is kept: the secret has 256 random bits, so a
+    fast hash cannot be brute-forced and a slow KDF would only add latency to every request."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'door', 'auditor')", name="role"),
+        # A door key is bound to exactly one door; other roles are bound to none.
+        CheckConstraint(
+            "(role = 'door' AND door_id IS NOT NULL) OR (role <> 'door' AND door_id IS NULL)",
+            name="door_binding",
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    door_id: Mapped[int | None] = mapped_column(ForeignKey("doors.id"))
+    # First 8 characters of the secret: narrows the lookup; not enough to guess the rest.
+    prefix: Mapped[str] = mapped_column(String(8), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Person(Base):
+    __tablename__ = "people"
+    # AUTOINCREMENT: access events keep a bare person_id; a reused id would misattribute them.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    templates: Mapped[list[FaceTemplate]] = relationship(
+        back_populates="person",
+        cascade="all, delete-orphan",
+        passive_deletes=True,  # the database cascades; do not load templates just to delete them
+    )
+
+
+class FaceTemplate(Base):
+    __tablename__ = "face_templates"
+    # AUTOINCREMENT: template ids are FAISS ids and change-feed keys; they must never be reused.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    # float32 little-endian, dim * 4 bytes: exact bits, independent of the host's byte order.
+    embedding: Mapped[bytes]
+    dim: Mapped[int]
+    model_version: Mapped[str] = mapped_column(String(64), index=True)
+    quality: Mapped[dict[str, Any]]
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    thumbnail: Mapped[bytes | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="templates")
+
+
+class AccessEvent(Base):
+    __tablename__ = "access_events"
+    __table_args__ = (
+        CheckConstraint("decision IN ('granted', 'denied')", name="decision"),
+        # Keyset pagination walks (created_at DESC, id DESC), optionally within one door or person.
+        Index("ix_access_events_created_at_id", "created_at", "id"),
+        Index("ix_access_events_door_id_created_at_id", "door_id", "created_at", "id"),
+        Index("ix_access_events_person_id_created_at_id", "person_id", "created_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    door_id: Mapped[int] = mapped_column(ForeignKey("doors.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
+    # No foreign key on purpose: deleting a person keeps the audit trail with the bare id.
+    person_id: Mapped[int | None]
+    best_distance: Mapped[float | None]
+    second_distance: Mapped[float | None]
+    frames: Mapped[int]
+    frames_with_face: Mapped[int]
+    liveness: Mapped[dict[str, Any] | None]
+    latency_ms: Mapped[float]
+    model_version: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64))
+
+
+class GalleryState(Base):
+    """One row: the gallery's change counter, bumped in the same transaction as every template
+    insert or delete. Replicas poll it; the UPDATE's row lock also orders concurrent writers."""
+
+    __tablename__ = "gallery_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class GalleryChange(Base):
+    """The change feed: which template was added or deleted at which gallery version.
+
+    Versions commit in order (writers serialise on the gallery_state row), so a replica that has
+    applied everything up to version v needs exactly the rows with version > v.
+    """
+
+    __tablename__ = "gallery_changes"
+    __table_args__ = (
+        CheckConstraint("op IN ('add', 'delete')", name="op"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, index=True)
+    op: Mapped[str] = mapped_column(String(8))
+    # No foreign key: a delete outlives its template.
+    template_id: Mapped[int]

@@ -1,0 +1,504 @@
+"""Queries on a caller's Session. Nothing here commits: the caller owns the transaction.
+
+Functions flush when they need a database-assigned id or want constraint violations
+(IntegrityError) raised at the call rather than at commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Row, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.store.models import (
+    DECISIONS,
+    ROLES,
+    AccessEvent,
+    ApiKey,
+    Door,
+    FaceTemplate,
+    GalleryChange,
+    GalleryState,
+    Person,
+    utcnow,
+)
+
+KEY_PREFIX = "fg_"
+KEY_LOOKUP_CHARS = 8
+# Longer bearer tokens are refused before hashing: ours are 46 characters.
+MAX_SECRET_CHARS = 256
+# last_used_at is refreshed at most this often, so a busy door does not write on every frame.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+MAX_EVENTS_PAGE = 1000
+
+
+# --- doors -------------------------------------------------------------------------------------
+
+
+def create_door(session: Session, name: str) -> Door:
+    """Raises IntegrityError when the name is taken."""
+    door = Door(name=name)
+    session.add(door)
+    session.flush()
+    return door
+
+
+def get_door(session: Session, door_id: int) -> Door | None:
+    return session.get(Door, door_id)
+
+
+def list_doors(session: Session) -> list[Door]:
+    return list(session.scalars(select(Door).order_by(Door.id)))
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_api_key(session: Session, role: str, name: str, door_id: int | None = None) -> tuple[ApiKey, str]:
+    """A new key and its secret. Only the secret's SHA-256 and first 8 characters are stored:
+    show the secret once. A door key needs `door_id`; other roles must not have one."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    if (role == "door") != (door_id is not None):
+        raise ValueError("a door key needs a door_id" if role == "door" else f"a {role} key has no door_id")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
+    key = ApiKey(
+        name=name,
+        role=role,
+        door_id=door_id,
+        prefix=secret[:KEY_LOOKUP_CHARS],
+        key_hash=_hash_secret(secret),
+    )
+    session.add(key)
+    session.flush()
+    return key, secret
+
+
+def authenticate(session: Session, secret: str) -> ApiKey | None:
+    """The live (not revoked) key whose secret this is, or None.
+
+    Refreshes last_used_at (at most once a minute): commit afterwards, even on read-only requests,
+    to keep it.
+    """
+    if not secret.startswith(KEY_PREFIX) or len(secret) > MAX_SECRET_CHARS:
+        return None
+    digest = _hash_secret(secret)
+    candidates = session.scalars(
+        select(ApiKey).where(ApiKey.prefix == secret[:KEY_LOOKUP_CHARS], ApiKey.revoked_at.is_(None))
+    ).all()
+    match: ApiKey | None = None
+    for key in candidates:
+        # Constant-time: the comparison must not tell an attacker how many hex digits matched.
+        if hmac.compare_digest(key.key_hash, digest):
+            match = key
+    if match is None:
+        return None
+    now = utcnow()
+    if match.last_used_at is None or now - match.last_used_at >= LAST_USED_RESOLUTION:
+        match.last_used_at = now
+    return match
+
+
+def get_api_key(session: Session, key_id: int) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_api_key(session: Session, key_id: int) -> ApiKey | None:
+    """Marks the key revoked (idempotent); None when there is no such key."""
+    key = session.get(ApiKey, key_id)
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
+
+
+# --- people and templates ----------------------------------------------------------------------
+
+
+def create_person(session: Session, name: str, external_id: str | None = None) -> Person:
+    """Raises IntegrityError when external_id is taken."""
+    person = Person(name=name, external_id=external_id)
+    session.add(person)
+    session.flush()
+    return person
+
+
+def get_person(session: Session, person_id: int) -> Person | None:
+    return session.get(Person, person_id)
+
+
+def get_person_by_external_id(session: Session, external_id: str) -> Person | None:
+    return session.scalars(select(Person).where(Person.external_id == external_id)).one_or_none()
+
+
+def list_people(
+    session: Session, limit: int | None = None, after_id: int | None = None
+) -> list[tuple[Person, int]]:
+    """People by id with their number of templates (all model versions); keyset paging by id."""
+    counts = (
+        select(FaceTemplate.person_id, func.count().label("n")).group_by(FaceTemplate.person_id).subquery()
+    )
+    stmt = (
+        select(Person, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.person_id == Person.id)
+        .order_by(Person.id)
+    )
+    if after_id is not None:
+        stmt = stmt.where(Person.id > after_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [(person, int(n)) for person, n in session.execute(stmt)]
+
+
+def delete_person(session: Session, person_id: int) -> list[int] | None:
+    """Deletes the person and (by ON DELETE CASCADE) their templates; bumps the gallery version.
+
+    Returns the deleted template ids (for the caller's index), or None when there is no such
+    person. Access events keep the bare person_id.
+    """
+    person = session.get(Person, person_id)
+    if person is None:
+        return None
+    version = _bump_gallery_version(session)
+    # Read after taking the gallery lock, so a concurrent enrolment is either seen here or fails
+    # on its foreign key after we commit.
+    template_ids = list(
+        session.scalars(
+            select(FaceTemplate.id).where(FaceTemplate.person_id == person_id).order_by(FaceTemplate.id)
+        )
+    )
+    session.add_all(GalleryChange(version=version, op="delete", template_id=t) for t in template_ids)
+    session.delete(person)
+    session.flush()
+    return template_ids
+
+
+def embedding_to_bytes(embedding: NDArray[np.float32]) -> bytes:
+    """float32 little-endian bytes. Refuses other dtypes rather than silently changing the bits."""
+    arr = np.asarray(embedding)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize != 4:
+        raise ValueError(f"embedding must be float32, got {arr.dtype}")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"embedding must be a non-empty 1-d vector, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("embedding has NaN or infinite values")
+    return arr.astype("<f4", copy=False).tobytes()
+
+
+def embedding_from_bytes(data: bytes, dim: int) -> NDArray[np.float32]:
+    if len(data) != dim * 4:
+        raise ValueError(f"embedding has {len(data)} bytes, expected {dim * 4} for dim {dim}")
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+def template_vector(template: FaceTemplate) -> NDArray[np.float32]:
+    return embedding_from_bytes(template.embedding, template.dim)
+
+
+def add_template(
+    session: Session,
+    person_id: int,
+    embedding: NDArray[np.float32],
+    *,
+    model_version: str,
+    quality: dict[str, Any],
+    image_sha256: str,
+    thumbnail: bytes | None = None,
+) -> FaceTemplate:
+    """Stores one encoding and bumps the gallery version. IntegrityError if the person is gone."""
+    data = embedding_to_bytes(embedding)
+    if len(image_sha256) != 64:
+        raise ValueError("image_sha256 must be 64 hex characters")
+    # Bump first: every gallery writer takes the gallery_state row lock before anything else,
+    # so concurrent writers queue instead of deadlocking.
+    version = _bump_gallery_version(session)
+    template = FaceTemplate(
+        person_id=person_id,
+        embedding=data,
+        dim=len(data) // 4,
+        model_version=model_version,
+        quality=quality,
+        image_sha256=image_sha256,
+        thumbnail=thumbnail,
+    )
+    session.add(template)
+    session.flush()
+    session.add(GalleryChange(version=version, op="add", template_id=template.id))
+    session.flush()
+    return template
+
+
+def get_template(session: Session, template_id: int) -> FaceTemplate | None:
+    return session.get(FaceTemplate, template_id)
+
+
+def list_templates(session: Session, person_id: int) -> list[FaceTemplate]:
+    return list(
+        session.scalars(
+            select(FaceTemplate).where(FaceTemplate.person_id == person_id).order_by(FaceTemplate.id)
+        )
+    )
+
+
+def delete_template(session: Session, template_id: int) -> bool:
+    """Deletes one template and bumps the gallery version; False when there is no such template."""
+    version = _bump_gallery_version(session)
+    deleted = session.scalars(
+        delete(FaceTemplate).where(FaceTemplate.id == template_id).returning(FaceTemplate.id)
+    ).all()
+    if not deleted:
+        return False
+    session.add(GalleryChange(version=version, op="delete", template_id=template_id))
+    session.flush()
+    return True
+
+
+# --- the gallery: bulk load and change feed ----------------------------------------------------
+
+
+class TemplateArrays(NamedTuple):
+    """Row i of each array describes one template."""
+
+    ids: NDArray[np.int64]
+    person_ids: NDArray[np.int64]
+    vectors: NDArray[np.float32]  # [n, dim], C-contiguous
+
+
+class GalleryDelta(NamedTuple):
+    """Changes between a replica's version and `version`: apply removals first, then additions."""
+
+    version: int
+    removed_ids: NDArray[np.int64]
+    added: TemplateArrays
+
+
+def _bump_gallery_version(session: Session) -> int:
+    stmt = (
+        update(GalleryState)
+        .where(GalleryState.id == 1)
+        .values(version=GalleryState.version + 1)
+        .returning(GalleryState.version)
+        .execution_options(synchronize_session=False)
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+def gallery_version(session: Session) -> int:
+    """The change counter: it moves whenever a template is added or deleted."""
+    return int(session.execute(select(GalleryState.version).where(GalleryState.id == 1)).scalar_one())
+
+
+def _template_arrays(rows: Sequence[Row[int, int, bytes, int]], dim: int | None) -> TemplateArrays:
+    """(id, person_id, embedding, dim) rows to arrays, without an ORM object per row."""
+    n = len(rows)
+    dims = {int(r[3]) for r in rows}
+    if len(dims) > 1:
+        raise ValueError(f"templates of one model version have different dimensions: {sorted(dims)}")
+    found = dims.pop() if dims else None
+    if dim is not None and found is not None and found != dim:
+        raise ValueError(f"templates have dimension {found}, expected {dim}")
+    width = found if found is not None else (dim or 0)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+    person_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+    blob = b"".join(r[2] for r in rows)
+    vectors = np.frombuffer(blob, dtype="<f4").astype(np.float32).reshape(n, width)
+    return TemplateArrays(ids, person_ids, vectors)
+
+
+_TEMPLATES = FaceTemplate.__table__
+# Core columns (not ORM attributes): rows come back as plain tuples, no ORM work per row.
+_TEMPLATE_COLUMNS = (_TEMPLATES.c.id, _TEMPLATES.c.person_id, _TEMPLATES.c.embedding, _TEMPLATES.c.dim)
+
+
+def all_templates(session: Session, model_version: str, dim: int | None = None) -> TemplateArrays:
+    """Every template of `model_version`, ordered by id. With `dim`, checks it (and shapes an
+    empty result [0, dim])."""
+    stmt = select(*_TEMPLATE_COLUMNS).where(_TEMPLATES.c.model_version == model_version)
+    session.flush()  # connection() does not autoflush
+    rows = session.connection().execute(stmt.order_by(_TEMPLATES.c.id)).all()
+    return _template_arrays(rows, dim)
+
+
+def gallery_snapshot(
+    session: Session, model_version: str, dim: int | None = None, attempts: int = 5
+) -> tuple[int, TemplateArrays]:
+    """All templates together with the gallery version they correspond to.
+
+    Reads the version before and after: every template change bumps it in the same transaction,
+    so equal readings mean no change committed in between (under READ COMMITTED too).
+    """
+    for _ in range(attempts):
+        before = gallery_version(session)
+        arrays = all_templates(session, model_version, dim)
+        if gallery_version(session) == before:
+            return before, arrays
+    raise RuntimeError(f"the gallery kept changing during {attempts} snapshot attempts")
+
+
+def gallery_changes_since(
+    session: Session, since_version: int, model_version: str, dim: int | None = None
+) -> GalleryDelta | None:
+    """What changed after `since_version`, for a replica to catch up without reloading.
+
+    None when the database is behind the replica (it was restored or recreated): rebuild from
+    `gallery_snapshot` then. Versions commit in order (writers queue on the gallery_state row),
+    so nothing at or below the current version can still appear later.
+    """
+    current = gallery_version(session)
+    if since_version > current:
+        return None
+    in_range = (GalleryChange.version > since_version, GalleryChange.version <= current)
+    removed = session.scalars(
+        select(GalleryChange.template_id)
+        .where(GalleryChange.op == "delete", *in_range)
+        .order_by(GalleryChange.template_id)
+    ).all()
+    # A template added and deleted within the range is gone from face_templates: the join drops it.
+    added_rows = session.execute(
+        select(*_TEMPLATE_COLUMNS)
+        .join(GalleryChange, GalleryChange.template_id == FaceTemplate.id)
+        .where(GalleryChange.op == "add", FaceTemplate.model_version == model_version, *in_range)
+        .order_by(FaceTemplate.id)
+    ).all()
+    return GalleryDelta(
+        version=current,
+        removed_ids=np.asarray(removed, dtype=np.int64),
+        added=_template_arrays(added_rows, dim),
+    )
+
+
+# --- access events -----------------------------------------------------------------------------
+
+
+def record_event(
+    session: Session,
+    *,
+    door_id: int,
+    decision: str,
+    reason: str,
+    frames: int,
+    frames_with_face: int,
+    latency_ms: float,
+    model_version: str,
+    request_id: str,
+    person_id: int | None = None,
+    best_distance: float | None = None,
+    second_distance: float | None = None,
+    liveness: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> AccessEvent:
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+    event = AccessEvent(
+        door_id=door_id,
+        decision=decision,
+        reason=reason,
+        person_id=person_id,
+        best_distance=best_distance,
+        second_distance=second_distance,
+        frames=frames,
+        frames_with_face=frames_with_face,
+        liveness=liveness,
+        latency_ms=latency_ms,
+        model_version=model_version,
+        request_id=request_id,
+        created_at=created_at if created_at is not None else utcnow(),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def get_event(session: Session, event_id: int) -> AccessEvent | None:
+    return session.get(AccessEvent, event_id)
+
+
+def encode_cursor(created_at: datetime, event_id: int) -> str:
+    raw = json.dumps([created_at.isoformat(), event_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Raises ValueError for anything that encode_cursor did not make."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, event_id = json.loads(raw)
+        created_at = datetime.fromisoformat(stamp)
+    except (binascii.Error, UnicodeDecodeError, TypeError, ValueError) as exc:
+        raise ValueError("bad cursor") from exc
+    if type(event_id) is not int or created_at.utcoffset() is None:
+        raise ValueError("bad cursor")
+    return created_at, event_id
+
+
+def _require_aware(name: str, value: datetime | None) -> None:
+    if value is not None and value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+def list_events(
+    session: Session,
+    *,
+    door_id: int | None = None,
+    person_id: int | None = None,
+    decision: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[AccessEvent], str | None]:
+    """Newest first: (created_at DESC, id DESC). `since` is inclusive, `until` exclusive.
+
+    Keyset pagination: pass the returned cursor (None on the last page) with the same filters to
+    get the next page; pages neither skip nor repeat events, even while new ones arrive.
+    """
+    if not 1 <= limit <= MAX_EVENTS_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
+    if decision is not None and decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+    _require_aware("since", since)
+    _require_aware("until", until)
+    stmt = select(AccessEvent)
+    if door_id is not None:
+        stmt = stmt.where(AccessEvent.door_id == door_id)
+    if person_id is not None:
+        stmt = stmt.where(AccessEvent.person_id == person_id)
+    if decision is not None:
+        stmt = stmt.where(AccessEvent.decision == decision)
+    if since is not None:
+        stmt = stmt.where(AccessEvent.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(AccessEvent.created_at < until)
+    if cursor is not None:
+        last_at, last_id = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                AccessEvent.created_at < last_at,
+                (AccessEvent.created_at == last_at) & (AccessEvent.id < last_id),
+            )
+        )
+    stmt = stmt.order_by(AccessEvent.created_at.desc(), AccessEvent.id.desc()).limit(limit + 1)
+    events = list(session.scalars(stmt))
+    if len(events) <= limit:
+        return events, None
+    events = events[:limit]
+    return events, encode_cursor(events[-1].created_at, events[-1].id)
