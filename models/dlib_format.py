@@ -7,6 +7,8 @@ so a truncated or foreign file fails with a message instead of yielding garbage.
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -27,7 +29,7 @@ class DlibReader:
     def _fail(self, what: str) -> DlibFormatError:
         return DlibFormatError(f"{self.name}: {what} at byte {self.pos}")
 
-    def int(self) -> int:
+    def int(self) -> builtins.int:
         """One integer: a control byte (low 4 bits = byte count, 0x80 = negative), LE bytes."""
         if self.pos >= len(self.data):
             raise self._fail("unexpected end of file reading an integer")
@@ -43,7 +45,7 @@ class DlibReader:
         self.pos = end
         return -value if control & 0x80 else value
 
-    def peek_int(self) -> int:
+    def peek_int(self) -> builtins.int:
         saved = self.pos
         try:
             return self.int()
@@ -68,7 +70,7 @@ class DlibReader:
             self.pos = start
             raise self._fail(f"expected record {expected!r}, found {got!r}")
 
-    def peek_string_is(self, expected: str) -> bool:
+    def peek_string_is(self, expected: str) -> builtins.bool:
         """True when the next item is the string ``expected`` (cursor unchanged)."""
         saved = self.pos
         try:
@@ -79,7 +81,7 @@ class DlibReader:
         finally:
             self.pos = saved
 
-    def bool(self) -> bool:
+    def bool(self) -> builtins.bool:
         if self.pos >= len(self.data):
             raise self._fail("unexpected end of file reading a bool")
         byte = self.data[self.pos : self.pos + 1]
@@ -88,7 +90,7 @@ class DlibReader:
         self.pos += 1
         return byte == b"1"
 
-    def float(self) -> float:
+    def float(self) -> builtins.float:
         """dlib float_details: int64 mantissa and int16 exponent; value = m * 2**e."""
         mantissa = self.int()
         exponent = self.int()
@@ -96,7 +98,7 @@ class DlibReader:
             raise self._fail("non-finite float")
         return float(np.ldexp(np.float64(mantissa), exponent))
 
-    def floats(self, count: int) -> NDArray[np.float32]:
+    def floats(self, count: builtins.int) -> NDArray[np.float32]:
         return np.array([self.float() for _ in range(count)], dtype=np.float32)
 
     def tensor(self) -> NDArray[np.float32]:
@@ -113,7 +115,7 @@ class DlibReader:
         self.pos += nbytes
         return arr.reshape(n, k, nr, nc).astype(np.float32)
 
-    def alias_tensor(self) -> tuple[int, int, int, int]:
+    def alias_tensor(self) -> tuple[builtins.int, builtins.int, builtins.int, builtins.int]:
         version = self.int()
         if version != 1:
             raise self._fail(f"expected alias_tensor version 1, found {version}")
@@ -128,7 +130,7 @@ class DlibReader:
             raise self._fail(f"bad matrix size {rows}x{cols}")
         return self.floats(rows * cols).reshape(rows, cols)
 
-    def at_end(self) -> bool:
+    def at_end(self) -> builtins.bool:
         return self.pos == len(self.data)
 
     def expect_end(self) -> None:
