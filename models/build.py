@@ -1,0 +1,124 @@
+"""`facegate models build`: derive every artifact from the installed face_recognition_models.
+
+Idempotent: when the manifest already records the same source files and every artifact still
+has its checksum, nothing is rewritten. Artifacts are written to temporary names and renamed
+into place, and the manifest is written last, so an interrupted build never leaves a manifest
+that points at half-written files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+import app
+from app.vision.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    Manifest,
+    ModelArtifactError,
+    load_manifest,
+    sha256_file,
+)
+from models.convert_detector import convert_detector
+from models.convert_encoder import convert_encoder
+from models.convert_shape_predictor import convert_shape_predictor
+from models.source import SOURCE_DISTRIBUTION, source_dir, source_version
+
+log = logging.getLogger(__name__)
+
+# name -> (source .dat file, artifact file, kind, converter, version prefix)
+Converter = Callable[[Path, Path], dict[str, Any]]
+ARTIFACTS: dict[str, tuple[str, str, str, Converter, str]] = {
+    "detector": ("mmod_human_face_detector.dat", "detector.onnx", "onnx", convert_detector, "dlib-mmod-v1"),
+    "landmarks": (
+        "shape_predictor_5_face_landmarks.dat",
+        "landmarks5.npz",
+        "npz",
+        convert_shape_predictor,
+        "dlib-sp5-v1",
+    ),
+    "encoder": (
+        "dlib_face_recognition_resnet_model_v1.dat",
+        "encoder.onnx",
+        "onnx",
+        convert_encoder,
+        "dlib-resnet-v1",
+    ),
+}
+
+
+def _source_info() -> dict[str, Any]:
+    src = source_dir()
+    files = {}
+    for dat, *_ in ARTIFACTS.values():
+        path = src / dat
+        if not path.is_file():
+            raise ModelArtifactError(f"{path}: missing from the {SOURCE_DISTRIBUTION} package; reinstall it")
+        files[dat] = sha256_file(path)
+    return {
+        "package": SOURCE_DISTRIBUTION,
+        "version": source_version(),
+        "files": files,
+    }
+
+
+def _up_to_date(model_dir: Path, source: dict[str, Any]) -> Manifest | None:
+    try:
+        manifest = load_manifest(model_dir)
+    except ModelArtifactError:
+        return None
+    if manifest.source.model_dump() != source:
+        return None
+    return manifest
+
+
+def build_models(model_dir: Path, force: bool = False) -> Manifest:
+    """Build (or confirm) all artifacts in ``model_dir``; return the verified manifest."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    source = _source_info()
+    if not force:
+        current = _up_to_date(model_dir, source)
+        if current is not None:
+            log.info("models in %s are up to date", model_dir)
+            return current
+    src = source_dir()
+    entries: dict[str, Any] = {}
+    for name, (dat, filename, kind, convert, version_prefix) in ARTIFACTS.items():
+        target = model_dir / filename
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=f".{kind}", dir=model_dir)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            details = convert(src / dat, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        digest = sha256_file(target)
+        entries[name] = {
+            "file": filename,
+            "sha256": digest,
+            "kind": kind,
+            # Stored next to every encoding: a different artifact means incomparable vectors.
+            "version": f"{version_prefix}:{digest[:12]}",
+            "source_file": dat,
+            **details,
+        }
+        log.info("built %s (%s)", target, digest[:12])
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "source": source,
+        "builder": {"facegate": app.__version__, "onnx": onnx.__version__},
+        "models": entries,
+    }
+    tmp_manifest = model_dir / f".{MANIFEST_NAME}.tmp"
+    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp_manifest, model_dir / MANIFEST_NAME)
+    return load_manifest(model_dir)
