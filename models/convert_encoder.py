@@ -24,9 +24,12 @@ from models.onnx_graph import FLOAT, UINT8, GraphBuilder, rename_output, tensor_
 # (kind, channels) from the input outward: dlib's alevel4 .. alevel0.
 STAGES: list[tuple[str, int]] = (
     [("res", 32)] * 3
-    + [("down", 64)] + [("res", 64)] * 3
-    + [("down", 128)] + [("res", 128)] * 2
-    + [("down", 256)] + [("res", 256)] * 2
+    + [("down", 64)]
+    + [("res", 64)] * 3
+    + [("down", 128)]
+    + [("res", 128)] * 2
+    + [("down", 256)]
+    + [("res", 256)] * 2
     + [("down", 256)]
 )
 EMBEDDING_SIZE = 128
@@ -78,7 +81,9 @@ class _EncoderGraph:
         want = (channels, k, k, stride, stride)
         got = (f["num_filters"], f["nr"], f["nc"], f["stride_y"], f["stride_x"])
         if got != want or f["filters_alias"][1] != x.channels:
-            raise EncoderFileError(f"conv layer {self.s.consumed}: expected {want} from {x.channels}, got {got}")
+            raise EncoderFileError(
+                f"conv layer {self.s.consumed}: expected {want} from {x.channels} channels, got {got}"
+            )
         w, bias = conv_params(conv)
         affine = self.s.take("affine_")
         gamma, beta = np.split(affine.fields["params"], 2)
@@ -120,7 +125,8 @@ class _EncoderGraph:
         self.s.take("add_prev_")
         channels_out = max(h.channels, shortcut.channels)
         size_out = max(h.size, shortcut.size)
-        y = self.b.op("Add", [self.pad_to(h, channels_out, size_out), self.pad_to(shortcut, channels_out, size_out)])
+        main = self.pad_to(h, channels_out, size_out)
+        y = self.b.op("Add", [main, self.pad_to(shortcut, channels_out, size_out)])
         self.s.take("relu_")
         return _Tensor(self.b.op("Relu", [y]), channels_out, size_out)
 
@@ -146,7 +152,8 @@ def build_encoder_graph(dnn: DnnFile) -> onnx.ModelProto:
     pool = stream.take("max_pool_2").fields
     if (pool["nr"], pool["stride_y"], pool["pad_y"]) != (3, 2, 0):
         raise EncoderFileError(f"unexpected stem pool {pool}")
-    t = _Tensor(b.op("MaxPool", [t.name], kernel_shape=[3, 3], strides=[2, 2]), 32, _out_size(t.size, 3, 2, 0))
+    pooled_stem = b.op("MaxPool", [t.name], kernel_shape=[3, 3], strides=[2, 2])
+    t = _Tensor(pooled_stem, 32, _out_size(t.size, 3, 2, 0))
     for kind, channels in STAGES:
         t = g.residual(t, channels, down=kind == "down")
 

@@ -88,7 +88,7 @@ def _read_input(r: DlibReader) -> dict[str, Any]:
 def _read_details(r: DlibReader) -> Layer:
     tag = r.string()
     f: dict[str, Any] = {}
-    if tag == "con_4" or tag == "con_5":
+    if tag in {"con_4", "con_5"}:
         params = r.tensor()
         f["num_filters"] = r.int()
         f["nr"] = r.int()

@@ -50,7 +50,11 @@ def test_string_bool_tensor() -> None:
         (b"\x31\x01", "int", "control byte"),
         (enc_int(10) + b"abc", "string", "string length"),
         (b"x", "bool", "bool"),
-        (enc_int(2) + b"".join(enc_int(v) for v in (1, 1, 1, 100)) + struct.pack("<f", 1.0), "tensor", "past the end"),
+        (
+            enc_int(2) + b"".join(enc_int(v) for v in (1, 1, 1, 100)) + struct.pack("<f", 1.0),
+            "tensor",
+            "past the end",
+        ),
         (enc_int(3), "tensor", "tensor version"),
     ],
 )

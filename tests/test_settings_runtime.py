@@ -47,4 +47,6 @@ def test_provider_preference_filtered_by_availability() -> None:
     pref = ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert choose_providers(pref, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert choose_providers(pref, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == list(pref)
-    assert choose_providers(("CUDAExecutionProvider",), ["AzureExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert choose_providers(("CUDAExecutionProvider",), ["AzureExecutionProvider"]) == [
+        "CPUExecutionProvider"
+    ]

@@ -49,5 +49,7 @@ def cross_validated(
     for fold in np.unique(folds):
         test = folds == fold
         tau = best_threshold(distances[~test], same[~test])
-        results.append(FoldResult(int(fold), tau, accuracy_at(distances[test], same[test], tau), int(test.sum())))
+        results.append(
+            FoldResult(int(fold), tau, accuracy_at(distances[test], same[test], tau), int(test.sum()))
+        )
     return results

@@ -47,12 +47,18 @@ class FaceEncoder:
 
     def encode(self, chips: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Chips [N, size, size, 3] uint8 RGB -> embeddings [N, dim] float32, in batches."""
-        if chips.ndim != 4 or chips.shape[1:] != (self.chip_size, self.chip_size, 3) or chips.dtype != np.uint8:
+        if (
+            chips.ndim != 4
+            or chips.shape[1:] != (self.chip_size, self.chip_size, 3)
+            or chips.dtype != np.uint8
+        ):
             raise ValueError(f"expected uint8 chips of shape [N, {self.chip_size}, {self.chip_size}, 3]")
         if len(chips) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         parts = [
-            self._session.run([self._output], {self._input: np.ascontiguousarray(chips[i : i + self.max_batch])})[0]
+            self._session.run(
+                [self._output], {self._input: np.ascontiguousarray(chips[i : i + self.max_batch])}
+            )[0]
             for i in range(0, len(chips), self.max_batch)
         ]
         return np.concatenate(parts).astype(np.float32, copy=False)

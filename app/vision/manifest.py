@@ -73,10 +73,13 @@ def read_manifest(model_dir: Path) -> Manifest:
     try:
         manifest = Manifest.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as exc:
-        raise ModelArtifactError(f"{path}: unreadable manifest ({exc.__class__.__name__}); {REBUILD_HINT}") from exc
+        raise ModelArtifactError(
+            f"{path}: unreadable manifest ({exc.__class__.__name__}); {REBUILD_HINT}"
+        ) from exc
     if manifest.format_version != FORMAT_VERSION:
         raise ModelArtifactError(
-            f"{path}: manifest format {manifest.format_version}, this FaceGate reads {FORMAT_VERSION}; {REBUILD_HINT}"
+            f"{path}: manifest format {manifest.format_version}, "
+            f"this FaceGate reads {FORMAT_VERSION}; {REBUILD_HINT}"
         )
     missing = [name for name in MODEL_NAMES if name not in manifest.models]
     if missing:
