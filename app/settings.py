@@ -21,6 +21,15 @@ class Settings(BaseSettings):
         description="Built model artifacts and manifest.json; default <data_dir>/models.",
     )
 
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: SQLite file <data_dir>/facegate.db (WAL).",
+    )
+    store_thumbnails: bool = Field(
+        default=False,
+        description="Keep a small face thumbnail with each enrolled template (privacy: off by default).",
+    )
+
     # ONNX Runtime: set on purpose so a 2-core box is not oversubscribed by default.
     onnx_providers: tuple[str, ...] = Field(
         default=KNOWN_PROVIDERS,
@@ -54,11 +63,71 @@ class Settings(BaseSettings):
         description="L2 distance below which a face matches (dlib's LFW operating point is 0.6).",
     )
 
-    # Input limits.
-    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest accepted upload.")
-    max_image_pixels: int = Field(
-        default=40_000_000, ge=10_000, description="Largest decoded image (width x height)."
+    match_margin: float = Field(
+        default=0.04,
+        ge=0.0,
+        le=0.5,
+        description="The second-best person must be this much farther than the best, else 'ambiguous'.",
     )
+    gallery_exact_max: int = Field(
+        default=100_000,
+        ge=0,
+        description="Exact (flat) FAISS search up to this many templates; HNSW above it.",
+    )
+    gallery_hnsw_m: int = Field(default=32, ge=4, le=128, description="HNSW graph degree.")
+    gallery_hnsw_ef_search: int = Field(default=128, ge=8, le=4096, description="HNSW search breadth.")
+    gallery_hnsw_ef_construction: int = Field(
+        default=80, ge=8, le=1024, description="HNSW build breadth (higher: better recall, slower rebuilds)."
+    )
+
+    gallery_sync_interval_s: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=300.0,
+        description="How often each replica polls SQL for enrolments made through other replicas.",
+    )
+
+    # Enrolment quality gates.
+    enrol_min_face_px: int = Field(
+        default=80, ge=20, le=2000, description="Smallest face width accepted for enrolment (pixels)."
+    )
+    enrol_min_sharpness: float = Field(
+        default=12.0,
+        ge=0.0,
+        le=10_000.0,
+        description="Blur gate: least variance of the Laplacian on the aligned chip for enrolment.",
+    )
+
+    # Recognition.
+    recognize_min_face_px: int = Field(
+        default=40, ge=20, le=2000, description="Faces narrower than this in a door frame are 'low_quality'."
+    )
+    max_frames: int = Field(default=15, ge=1, le=100, description="Most frames accepted in one request.")
+    inference_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads running face inference (bounded pool, off the event loop).",
+    )
+    inference_queue_max: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Requests waiting for inference beyond which the API answers 503.",
+    )
+
+    # Input limits.
+    max_image_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        le=200 * 1024 * 1024,
+        description="Largest accepted image file (bytes).",
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=10_000, le=400_000_000, description="Largest decoded image (width x height)."
+    )
+    log_json: bool = Field(default=True, description="Structured JSON log lines (false: plain text).")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
 
     @field_validator("onnx_providers")
     @classmethod
@@ -75,6 +144,12 @@ class Settings(BaseSettings):
         if self.model_dir is None:
             object.__setattr__(self, "model_dir", self.data_dir / "models")
         return self
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'facegate.db').as_posix()}"
 
     @property
     def models_path(self) -> Path:

@@ -1,0 +1,1 @@
+"""HTTP layer: routers only; they call vision, gallery and store, never the reverse."""

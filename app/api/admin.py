@@ -1,0 +1,55 @@
+"""Doors and API keys (admin)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy.exc import IntegrityError
+
+from app.api.deps import AdminKey, SessionDep
+from app.api.errors import ApiError
+from app.api.schemas import DoorIn, DoorOut, KeyCreated, KeyIn, KeyOut
+from app.store import queries
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+@router.post("/doors", status_code=201, response_model=DoorOut)
+def create_door(body: DoorIn, session: SessionDep, _: AdminKey) -> DoorOut:
+    try:
+        door = queries.create_door(session, body.name)
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(409, "door_exists", f"a door named {body.name!r} already exists") from exc
+    return DoorOut.model_validate(door, from_attributes=True)
+
+
+@router.get("/doors", response_model=list[DoorOut])
+def list_doors(session: SessionDep, _: AdminKey) -> list[DoorOut]:
+    return [DoorOut.model_validate(d, from_attributes=True) for d in queries.list_doors(session)]
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated)
+def create_key(body: KeyIn, session: SessionDep, _: AdminKey) -> KeyCreated:
+    if body.door_id is not None and queries.get_door(session, body.door_id) is None:
+        raise ApiError(404, "door_not_found", f"door {body.door_id} does not exist")
+    key, secret = queries.create_api_key(session, body.role, body.name, body.door_id)
+    session.commit()
+    out = KeyOut.model_validate(key, from_attributes=True)
+    return KeyCreated(**out.model_dump(), key=secret)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(session: SessionDep, _: AdminKey) -> list[KeyOut]:
+    return [KeyOut.model_validate(k, from_attributes=True) for k in queries.list_api_keys(session)]
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut)
+def revoke_key(key_id: int, session: SessionDep, me: AdminKey) -> KeyOut:
+    if key_id == me.id:
+        raise ApiError(409, "own_key", "an admin key cannot revoke itself; use another admin key")
+    key = queries.revoke_api_key(session, key_id)
+    if key is None:
+        raise ApiError(404, "key_not_found", f"API key {key_id} does not exist")
+    session.commit()
+    return KeyOut.model_validate(key, from_attributes=True)

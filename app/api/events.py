@@ -1,0 +1,120 @@
+"""The access log (auditor): filters, cursor pagination, CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from app.api.deps import AuditorKey, ServicesDep, SessionDep
+from app.api.errors import ApiError
+from app.api.schemas import EventOut, EventPage
+from app.store import queries
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+CSV_COLUMNS = list(EventOut.model_fields)
+CSV_MAX_ROWS = 1_000_000
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ApiError(422, "invalid_request", f"{name} needs a timezone, e.g. 2026-11-24T08:00:00Z")
+    return value
+
+
+def _page(
+    session: Session, q: EventQuery, limit: int, cursor: str | None
+) -> tuple[list[EventOut], str | None]:
+    try:
+        events, next_cursor = queries.list_events(
+            session,
+            door_id=q.door_id,
+            person_id=q.person_id,
+            decision=q.decision,
+            since=_aware("since", q.since),
+            until=_aware("until", q.until),
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"invalid filter: {exc}") from exc
+    return [EventOut.model_validate(e, from_attributes=True) for e in events], next_cursor
+
+
+class EventQuery(BaseModel):
+    """Filters for the access log; unknown query parameters are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    door_id: int | None = None
+    person_id: int | None = None
+    decision: Literal["granted", "denied"] | None = None
+    since: datetime | None = Field(default=None, description="Inclusive, ISO 8601 with timezone.")
+    until: datetime | None = Field(default=None, description="Exclusive, ISO 8601 with timezone.")
+    limit: int = Field(default=50, ge=1, le=1000)
+    cursor: str | None = None
+    format: Literal["json", "csv"] = "json"
+
+
+@router.get("", response_model=EventPage)
+def list_events(
+    session: SessionDep, services: ServicesDep, _: AuditorKey, q: Annotated[EventQuery, Query()]
+) -> EventPage | StreamingResponse:
+    """Newest first. `format=csv` streams every matching event (pagination parameters ignored)."""
+    if q.format == "csv":
+        return _csv_export(services, q)
+    items, next_cursor = _page(session, q, q.limit, q.cursor)
+    return EventPage(items=items, next_cursor=next_cursor)
+
+
+def _csv_export(services: ServicesDep, q: EventQuery) -> StreamingResponse:
+    _aware("since", q.since)
+    _aware("until", q.until)
+
+    def rows() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(CSV_COLUMNS)
+        cursor: str | None = None
+        sent = 0
+        with services.sessions() as session:
+            while sent < CSV_MAX_ROWS:
+                items, cursor = _page(session, q, 1000, cursor)
+                for item in items:
+                    row = item.model_dump(mode="json")
+                    writer.writerow([_csv_cell(row[c]) for c in CSV_COLUMNS])
+                sent += len(items)
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+                if cursor is None:
+                    break
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="facegate-events.csv"'},
+    )
+
+
+@router.get("/{event_id}", response_model=EventOut)
+def get_event(event_id: int, session: SessionDep, _: AuditorKey) -> EventOut:
+    event = queries.get_event(session, event_id)
+    if event is None:
+        raise ApiError(404, "event_not_found", f"access event {event_id} does not exist")
+    return EventOut.model_validate(event, from_attributes=True)

@@ -1,0 +1,115 @@
+"""Door frames: the recognition endpoint (door keys, bound to their door)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, File, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import DoorKey, ServicesDep
+from app.api.errors import ApiError
+from app.api.schemas import DecisionOut, PersonRef
+from app.api.uploads import read_upload, run_inference
+from app.services.container import Services
+from app.services.recognition import FramesResult, recognise
+from app.store import queries
+
+router = APIRouter(prefix="/v1/doors", tags=["recognition"])
+log = logging.getLogger(__name__)
+
+
+def _record(
+    services: Services, door_id: int, result: FramesResult, latency_ms: float, request_id: str
+) -> DecisionOut:
+    d = result.decision
+    granted = result.reason == "match" and d.person_id is not None
+    with services.sessions() as session:
+        person = queries.get_person(session, d.person_id) if d.person_id is not None else None
+        if granted and person is None:  # deleted between search and now: never open for a ghost
+            granted = False
+        event = queries.record_event(
+            session,
+            door_id=door_id,
+            decision="granted" if granted else "denied",
+            reason=result.reason if granted or result.reason != "match" else "unknown_person",
+            person_id=d.person_id if d.person_id is not None else None,
+            best_distance=d.distance,
+            second_distance=d.second_distance,
+            frames=result.frames,
+            frames_with_face=result.frames_with_face,
+            latency_ms=latency_ms,
+            model_version=services.pipeline.model_version,
+            request_id=request_id,
+        )
+        session.commit()
+        return DecisionOut(
+            event_id=event.id,
+            decision="granted" if granted else "denied",
+            reason=event.reason,
+            person=PersonRef(id=person.id, name=person.name) if granted and person is not None else None,
+            distance=d.distance,
+            second_distance=d.second_distance,
+            frames=result.frames,
+            frames_with_face=result.frames_with_face,
+            latency_ms=round(latency_ms, 2),
+            model_version=services.pipeline.model_version,
+            request_id=request_id,
+        )
+
+
+@router.post("/{door_id}/frames", response_model=DecisionOut)
+async def post_frames(
+    request: Request,
+    door_id: int,
+    services: ServicesDep,
+    key: DoorKey,
+    frames: Annotated[list[UploadFile], File(description="One or more frames, in capture order.")],
+) -> DecisionOut:
+    """Decide whether to open the door; every decision, denied ones included, becomes an access event."""
+    started = time.perf_counter()
+    if key.door_id != door_id:
+        raise ApiError(403, "wrong_door", f"this key belongs to door {key.door_id}, not door {door_id}")
+
+    def door_exists() -> bool:
+        with services.sessions() as session:
+            return queries.get_door(session, door_id) is not None
+
+    if not await run_in_threadpool(door_exists):
+        raise ApiError(404, "door_not_found", f"door {door_id} does not exist")
+    if len(frames) > services.settings.max_frames:
+        raise ApiError(
+            422,
+            "too_many_frames",
+            f"{len(frames)} frames sent; at most {services.settings.max_frames} per request",
+        )
+    data = [
+        await read_upload(f, services.settings.max_image_bytes, f"frame {i}") for i, f in enumerate(frames)
+    ]
+    result = await run_inference(
+        services, recognise, services.pipeline, services.index, data, services.settings
+    )
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    out = await run_in_threadpool(_record, services, door_id, result, latency_ms, request.state.request_id)
+
+    m = services.metrics
+    for stage, ms in result.stage_ms.items():
+        m.stage_seconds.labels(stage).observe(ms / 1000.0)
+    m.request_seconds.observe(latency_ms / 1000.0)
+    m.decisions.labels(out.decision, out.reason).inc()
+    log.info(
+        "access decision",
+        extra={
+            "door_id": door_id,
+            "decision": out.decision,
+            "reason": out.reason,
+            "person_id": out.person.id if out.person else None,
+            "distance": out.distance,
+            "event_id": out.event_id,
+            "latency_ms": out.latency_ms,
+            "request_id": out.request_id,
+        },
+    )
+    return out

@@ -1,0 +1,59 @@
+"""Process liveness, readiness (models, database, index) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from app.services.container import Services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _checks(services: Services) -> dict[str, Any]:
+    checks: dict[str, Any] = {
+        "models": {"ok": True, "version": services.pipeline.model_version},
+        "index": {
+            "ok": services.gallery.version >= 0,
+            "templates": len(services.index),
+            "people": services.index.people_count,
+            "gallery_version": services.gallery.version,
+        },
+    }
+    try:
+        with services.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = {"ok": True}
+    except Exception as exc:  # readiness reports any database failure as not ready
+        checks["database"] = {"ok": False, "error": exc.__class__.__name__}
+    return checks
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    services: Services | None = request.app.state.services
+    if services is None:
+        return JSONResponse({"status": "starting", "checks": {}}, status_code=503)
+    checks = await run_in_threadpool(_checks, services)
+    ready = all(c["ok"] for c in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    services: Services | None = request.app.state.services
+    if services is None:
+        return Response(status_code=503)
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

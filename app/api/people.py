@@ -1,0 +1,181 @@
+"""People and their enrolled faces (admin)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, File, Query, Request, UploadFile
+from numpy.typing import NDArray
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import AdminKey, ServicesDep, SessionDep
+from app.api.errors import ApiError
+from app.api.schemas import FaceOut, PersonIn, PersonOut
+from app.api.uploads import read_upload, run_inference
+from app.services.enrolment import EnrolCandidate, EnrolmentRefusedError, analyse_photo, nearest_other_person
+from app.store import queries
+from app.store.models import Person
+
+router = APIRouter(prefix="/v1/people", tags=["people"])
+log = logging.getLogger(__name__)
+
+
+def _person_or_404(session: Session, person_id: int) -> Person:
+    person = queries.get_person(session, person_id)
+    if person is None:
+        raise ApiError(404, "person_not_found", f"person {person_id} does not exist")
+    return person
+
+
+def _out(person: Person, faces: int) -> PersonOut:
+    return PersonOut(
+        id=person.id,
+        name=person.name,
+        external_id=person.external_id,
+        created_at=person.created_at,
+        faces=faces,
+    )
+
+
+@router.post("", status_code=201, response_model=PersonOut)
+def create_person(body: PersonIn, session: SessionDep, _: AdminKey) -> PersonOut:
+    try:
+        person = queries.create_person(session, body.name, body.external_id)
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(
+            409, "external_id_exists", f"external_id {body.external_id!r} is already in use"
+        ) from exc
+    return _out(person, 0)
+
+
+@router.get("", response_model=list[PersonOut])
+def list_people(
+    session: SessionDep,
+    _: AdminKey,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after_id: Annotated[int | None, Query(ge=0)] = None,
+) -> list[PersonOut]:
+    return [_out(p, n) for p, n in queries.list_people(session, limit=limit, after_id=after_id)]
+
+
+@router.get("/{person_id}", response_model=PersonOut)
+def get_person(person_id: int, session: SessionDep, _: AdminKey) -> PersonOut:
+    person = _person_or_404(session, person_id)
+    return _out(person, len(queries.list_templates(session, person_id)))
+
+
+@router.delete("/{person_id}", status_code=204)
+def delete_person(person_id: int, session: SessionDep, services: ServicesDep, _: AdminKey) -> None:
+    removed = queries.delete_person(session, person_id)
+    if removed is None:
+        raise ApiError(404, "person_not_found", f"person {person_id} does not exist")
+    session.commit()
+    # SQL first (source of truth), then this replica's index at once; others follow the feed.
+    services.gallery.removed_locally(removed)
+    services.refresh_gauges()
+    log.info("person deleted", extra={"person_id": person_id, "templates": len(removed)})
+
+
+@router.get("/{person_id}/faces", response_model=list[FaceOut])
+def list_faces(person_id: int, session: SessionDep, _: AdminKey) -> list[FaceOut]:
+    _person_or_404(session, person_id)
+    return [
+        FaceOut.model_validate(t, from_attributes=True) for t in queries.list_templates(session, person_id)
+    ]
+
+
+@router.delete("/{person_id}/faces/{face_id}", status_code=204)
+def delete_face(
+    person_id: int, face_id: int, session: SessionDep, services: ServicesDep, _: AdminKey
+) -> None:
+    template = queries.get_template(session, face_id)
+    if template is None or template.person_id != person_id:
+        raise ApiError(404, "face_not_found", f"person {person_id} has no face {face_id}")
+    queries.delete_template(session, face_id)
+    session.commit()
+    services.gallery.removed_locally([face_id])
+    services.refresh_gauges()
+
+
+def _check_duplicate(services: ServicesDep, embedding: NDArray[np.float32], person_id: int) -> None:
+    nearest = nearest_other_person(services.index, embedding, person_id)
+    if nearest is None or nearest[1] >= services.settings.tau:
+        return
+    with services.sessions() as session:
+        other = queries.get_person(session, nearest[0])
+    other_name = other.name if other else f"#{nearest[0]}"
+    services.metrics.enrolments.labels("duplicate_identity").inc()
+    raise ApiError(
+        422,
+        "duplicate_identity",
+        f"this face matches {other_name} (person {nearest[0]}, distance {nearest[1]:.3f} < "
+        f"{services.settings.tau}); add ?force=true if they really are different people",
+        person_id=nearest[0],
+        person_name=other_name,
+        distance=round(nearest[1], 4),
+    )
+
+
+def _store_template(services: ServicesDep, person_id: int, candidate: EnrolCandidate) -> FaceOut:
+    with services.sessions() as session:
+        if queries.get_person(session, person_id) is None:  # deleted while we were encoding
+            raise ApiError(404, "person_not_found", f"person {person_id} does not exist")
+        template = queries.add_template(
+            session,
+            person_id,
+            candidate.face.embedding,
+            model_version=services.pipeline.model_version,
+            quality=candidate.quality.as_dict(),
+            image_sha256=candidate.image_sha256,
+            thumbnail=candidate.thumbnail,
+        )
+        session.commit()
+        out = FaceOut.model_validate(template, from_attributes=True)
+    # SQL first (source of truth), then this replica's index at once; others follow the feed.
+    services.gallery.added_locally(out.id, person_id, candidate.face.embedding)
+    services.refresh_gauges()
+    return out
+
+
+@router.post("/{person_id}/faces", status_code=201, response_model=FaceOut)
+async def enrol_face(
+    request: Request,
+    person_id: int,
+    services: ServicesDep,
+    _: AdminKey,
+    image: Annotated[UploadFile, File(description="One photo showing the person's face.")],
+    force: Annotated[bool, Query(description="Enrol even if the face matches another person.")] = False,
+) -> FaceOut:
+    """Enrol one photo. Blocking SQL runs in the thread pool and inference in the inference pool."""
+
+    def exists() -> None:
+        with services.sessions() as session:
+            _person_or_404(session, person_id)
+
+    await run_in_threadpool(exists)
+    data = await read_upload(image, services.settings.max_image_bytes, "image")
+    try:
+        candidate = await run_inference(services, analyse_photo, services.pipeline, data, services.settings)
+    except EnrolmentRefusedError as exc:
+        services.metrics.enrolments.labels(exc.code).inc()
+        raise ApiError(422, exc.code, exc.message, **exc.details) from exc
+    if not force:
+        await run_in_threadpool(_check_duplicate, services, candidate.face.embedding, person_id)
+    out = await run_in_threadpool(_store_template, services, person_id, candidate)
+    services.metrics.enrolments.labels("enrolled").inc()
+    log.info(
+        "face enrolled",
+        extra={
+            "person_id": person_id,
+            "face_id": out.id,
+            "forced": force,
+            "request_id": request.state.request_id,
+        },
+    )
+    return out

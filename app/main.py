@@ -1,0 +1,88 @@
+"""App factory and lifespan: schema checked, models verified and warmed up, index built from SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.api import admin, events, frames, health, people
+from app.api.errors import error_body, install_error_handlers
+from app.services.container import Services
+from app.settings import Settings, get_settings
+from app.store import queries
+
+log = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Multipart overhead allowed on top of the image bytes themselves.
+_MULTIPART_SLACK = 64 * 1024
+
+
+def _warn_without_admin(services: Services) -> None:
+    with services.sessions() as session:
+        if not any(k.role == "admin" and k.revoked_at is None for k in queries.list_api_keys(session)):
+            log.warning(
+                "no admin API key exists yet: create one with `facegate keys create --role admin --name NAME`"
+            )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Start-up is blocking work (SQL, model loading, warm-up): keep it off the event loop.
+        services = await asyncio.to_thread(Services.start, settings)
+        app.state.services = services
+        await asyncio.to_thread(_warn_without_admin, services)
+        sync = asyncio.create_task(services.gallery.run_forever(settings.gallery_sync_interval_s))
+        log.info(
+            "facegate ready",
+            extra={"model_version": services.pipeline.model_version, "templates": len(services.index)},
+        )
+        try:
+            yield
+        finally:
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync
+            app.state.services = None
+            await asyncio.to_thread(services.close)
+
+    app = FastAPI(title="FaceGate", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.services = None
+    max_body = settings.max_frames * settings.max_image_bytes + _MULTIPART_SLACK
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        given = request.headers.get("x-request-id", "")
+        request.state.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return JSONResponse(
+                error_body("payload_too_large", f"the request body is over {max_body} bytes", request),
+                status_code=413,
+                headers={"X-Request-ID": request.state.request_id},
+            )
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    app.include_router(people.router)
+    app.include_router(frames.router)
+    app.include_router(events.router)
+    return app

@@ -1,0 +1,4 @@
+"""Use cases that combine the layers: vision (faces), gallery (FAISS), store (SQL).
+
+Routers call these; these never import FastAPI.
+"""

@@ -1,0 +1,106 @@
+"""Enrol real people through HTTP with one photo each; other photos of them open the door,
+people never enrolled do not. Needs ../shared/faces (skipped without it)."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import shared_faces
+from tests.http_server import ServiceProcess, bearer
+
+pytestmark = pytest.mark.shared
+
+
+def _identities() -> tuple[dict[str, list[Path]], list[Path]]:
+    """Enrolled identities (name -> [enrol photo, probe photos...]) and strangers' photos."""
+    faces = shared_faces()
+    people: dict[str, list[Path]] = defaultdict(list)
+    with (faces / "examples" / "labels.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            people[row["identity"]].append(faces / "examples" / row["file"])
+    lfw: dict[str, list[Path]] = defaultdict(list)
+    with (faces / "lfw-dev" / "labels.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            if row["known_label_error"] == "0":
+                lfw[row["identity"]].append(faces / "lfw-dev" / row["file"])
+    several = sorted(name for name, files in lfw.items() if len(files) >= 3)
+    for name in several[::40][:12]:
+        people[f"lfw:{name}"] = sorted(lfw[name])[:3]
+    singles = sorted(name for name, files in lfw.items() if len(files) == 1)
+    strangers = [lfw[name][0] for name in singles[::50][:12]]
+    return dict(people), strangers
+
+
+@pytest.fixture(scope="module")
+def service(
+    model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, str]]:
+    svc = ServiceProcess(tmp_path_factory.mktemp("realfaces"), model_dir)
+    assert svc.cli("db", "upgrade").returncode == 0
+    admin = svc.cli("keys", "create", "--role", "admin", "--name", "ops").stdout.strip().splitlines()[-1]
+    with svc:
+        yield svc, admin
+
+
+def test_enrolled_people_are_recognised_and_strangers_are_not(service: tuple[ServiceProcess, str]) -> None:
+    svc, admin = service
+    people, strangers = _identities()
+    assert len(people) >= 15 and len(strangers) >= 10
+    c = httpx.Client(base_url=svc.url, timeout=120, headers=bearer(admin))
+    door = c.post("/v1/doors", json={"name": "HQ"}).json()["id"]
+    door_key = c.post("/v1/keys", json={"role": "door", "name": "cam", "door_id": door}).json()["key"]
+
+    ids: dict[str, int] = {}
+    look_alikes = []
+    for name, files in people.items():
+        pid = c.post("/v1/people", json={"name": name}).json()["id"]
+        r = c.post(
+            f"/v1/people/{pid}/faces", files={"image": (files[0].name, files[0].read_bytes(), "image/jpeg")}
+        )
+        if r.status_code == 422 and r.json()["error"]["code"] == "duplicate_identity":
+            # A real look-alike below τ: refusing it is the point of the check. Leave them out.
+            details = r.json()["error"]["details"]
+            assert details["person_id"] in ids.values() and details["distance"] < 0.6
+            look_alikes.append((name, details["person_name"], details["distance"]))
+            continue
+        assert r.status_code == 201, (name, r.text)
+        ids[name] = pid
+    assert len(look_alikes) <= 2, look_alikes
+    people = {name: files for name, files in people.items() if name in ids}
+
+    def decide(photo: Path) -> dict[str, object]:
+        r = httpx.post(
+            f"{svc.url}/v1/doors/{door}/frames",
+            files=[("frames", (photo.name, photo.read_bytes(), "image/jpeg"))],
+            headers=bearer(door_key),
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    right, wrong, missed = 0, [], []
+    for name, files in people.items():
+        for probe in files[1:]:
+            body = decide(probe)
+            person = body["person"]
+            if body["decision"] == "granted":
+                if isinstance(person, dict) and person["id"] == ids[name]:
+                    right += 1
+                else:
+                    wrong.append((probe.name, person))
+            else:
+                missed.append((probe.name, body["reason"], body["distance"]))
+    assert wrong == []  # never open the door as somebody else
+    assert right >= 0.9 * (right + len(missed)), missed
+    strangers_in = [
+        (p.name, b["person"], b["distance"]) for p in strangers if (b := decide(p))["decision"] == "granted"
+    ]
+    # At dlib's τ = 0.6 a stranger matches one of ~17 people now and then (on this fixed set:
+    # Aaron_Patterson ~ Charles_Taylor). That rate grows with K: calibrating τ to it is issue 5.
+    assert len(strangers_in) <= 1, strangers_in
