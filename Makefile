@@ -1,0 +1,45 @@
+# FaceGate developer entry points. `make run` and `make test` are the whole set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME_EXTRA ?= cpu
+
+.PHONY: run test lint models bench accuracy clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[$(RUNTIME_EXTRA)]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[$(RUNTIME_EXTRA),dev]'
+	touch $@ $(VENV)/.installed-run
+
+## Install, build the models and start the service on its embedded defaults.
+run: $(VENV)/.installed-run
+	$(BIN)/facegate models build
+	$(BIN)/facegate serve
+
+## Install the test dependencies and run the whole test suite.
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check app models tests scripts
+	$(BIN)/ruff format --check app models tests scripts
+	$(BIN)/mypy
+
+models: $(VENV)/.installed-run
+	$(BIN)/facegate models build
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python scripts/bench_pipeline.py
+
+accuracy: $(VENV)/.installed-run
+	$(BIN)/facegate eval verify --pairs ../shared/faces/lfw-dev/pairs.csv
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
