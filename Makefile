@@ -18,9 +18,15 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$(RUNTIME_EXTRA),dev]'
 	touch $@ $(VENV)/.installed-run
 
-## Install, build the models and start the service on its embedded defaults.
+## Install, build the models, migrate the (SQLite) database and start the service on its defaults.
 run: $(VENV)/.installed-run
 	$(BIN)/facegate models build
+	$(BIN)/facegate db upgrade
+	@echo
+	@echo "FaceGate starts on http://127.0.0.1:8000 (stop with Ctrl-C)."
+	@echo "Create the first admin key in another shell:"
+	@echo "    $(BIN)/facegate keys create --role admin --name first-admin"
+	@echo
 	$(BIN)/facegate serve
 
 ## Install the test dependencies and run the whole test suite.

@@ -302,3 +302,10 @@ def test_concurrent_enrolments_deletes_and_recognitions_stay_consistent(
     for p in people:
         setup["c"].delete(f"/v1/people/{p['id']}", headers=bearer(setup["admin"]))
     assert httpx.get(f"{svc.url}/readyz").json()["checks"]["index"]["templates"] == 0
+
+
+def test_serve_refuses_a_database_that_is_not_migrated(model_dir: Path, tmp_path: Path) -> None:
+    svc = ServiceProcess(tmp_path, model_dir)
+    with pytest.raises(RuntimeError, match="server exited with 2") as info:
+        svc.start()
+    assert "run `facegate db upgrade`" in str(info.value)
