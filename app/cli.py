@@ -128,7 +128,13 @@ def eval_verify(
     settings = get_settings()
     ensure_models(settings)
     pipeline = FacePipeline.load(settings)
-    report = evaluate_pairs(pipeline, pairs, tau if tau is not None else settings.tau, limit)
+    report = evaluate_pairs(
+        pipeline,
+        pairs,
+        tau if tau is not None else settings.tau,
+        limit,
+        cache_dir=settings.data_dir / "cache",
+    )
     typer.echo(
         f"pairs {report.pairs}, images {report.images}, images with no face found {len(report.no_face)}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,26 +63,71 @@ def read_pairs(csv_path: Path, limit: int | None = None) -> list[tuple[int, Path
     return rows
 
 
+class EmbeddingCache:
+    """Central-face encodings keyed by image sha256, one file per model version (reruns are fast)."""
+
+    def __init__(self, directory: Path | None, model_version: str) -> None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_version)
+        self.path = None if directory is None else directory / f"embeddings-{safe}.npz"
+        self.items: dict[str, NDArray[np.float32]] = {}
+        if self.path is not None and self.path.is_file():
+            with np.load(self.path) as data:
+                self.items = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+
+    def save(self) -> None:
+        if self.path is None or not self.items:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+        np.savez(tmp, keys=np.array(list(self.items), dtype=str), vectors=np.stack(list(self.items.values())))
+        tmp.replace(self.path)
+
+
+def encode_images(
+    pipeline: FacePipeline, images: list[Path], cache_dir: Path | None = None
+) -> dict[Path, NDArray[np.float32] | None]:
+    """The central face's encoding of each image, None where no face was found."""
+    cache = EmbeddingCache(cache_dir, pipeline.model_version)
+    out: dict[Path, NDArray[np.float32] | None] = {}
+    for i, path in enumerate(images):
+        data = path.read_bytes()
+        key = hashlib.sha256(data).hexdigest()
+        if key not in cache.items:
+            bgr = decode_image(data)
+            face = central_face(pipeline.faces(bgr), bgr.shape)
+            # NaN marks "no face" so that a miss is cached too.
+            cache.items[key] = (
+                np.full(pipeline.encoder.dim, np.nan, np.float32) if face is None else face.embedding
+            )
+        vector = cache.items[key]
+        out[path] = None if np.isnan(vector).any() else vector
+        if (i + 1) % 500 == 0:
+            log.info("encoded %d/%d images", i + 1, len(images))
+    cache.save()
+    return out
+
+
+def pair_distances(
+    rows: list[tuple[int, Path, Path, bool]], embeddings: dict[Path, NDArray[np.float32] | None]
+) -> NDArray[np.float64]:
+    def distance(a: Path, b: Path) -> float:
+        ea, eb = embeddings[a], embeddings[b]
+        return np.nan if ea is None or eb is None else float(np.linalg.norm(ea - eb))
+
+    return np.array([distance(a, b) for _, a, b, _ in rows], dtype=np.float64)
+
+
 def evaluate_pairs(
-    pipeline: FacePipeline, csv_path: Path, tau: float, limit: int | None = None
+    pipeline: FacePipeline,
+    csv_path: Path,
+    tau: float,
+    limit: int | None = None,
+    cache_dir: Path | None = None,
 ) -> PairsReport:
     rows = read_pairs(csv_path, limit)
     images = sorted({p for _, a, b, _ in rows for p in (a, b)})
-    embeddings: dict[Path, NDArray[np.float32] | None] = {}
-    for i, path in enumerate(images):
-        bgr = decode_image(path.read_bytes())
-        face = central_face(pipeline.faces(bgr), bgr.shape)
-        embeddings[path] = None if face is None else face.embedding
-        if (i + 1) % 500 == 0:
-            log.info("encoded %d/%d images", i + 1, len(images))
-    distances = np.array(
-        [
-            np.nan
-            if embeddings[a] is None or embeddings[b] is None
-            else float(np.linalg.norm(embeddings[a] - embeddings[b]))  # type: ignore[operator]
-            for _, a, b, _ in rows
-        ]
-    )
+    embeddings = encode_images(pipeline, images, cache_dir)
+    distances = pair_distances(rows, embeddings)
     same = np.array([s for *_, s in rows], dtype=bool)
     folds = np.array([f for f, *_ in rows], dtype=np.int64)
     return PairsReport(
