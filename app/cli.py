@@ -74,7 +74,8 @@ def embed(
     settings = get_settings()
     try:
         ensure_models(settings)
-        pipeline = FacePipeline.load(settings)
+        # The embed contract is dlib's own encoding, so never the flip-averaged one.
+        pipeline = FacePipeline.load(settings, flip_average=False)
     except ModelArtifactError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         default=0, ge=0, le=4096, description="Ignore detected faces narrower than this many pixels."
     )
     encoder_max_batch: int = Field(default=32, ge=1, le=1024, description="Chips per encoder run.")
+    encode_flip_average: bool = Field(
+        default=True,
+        description="Encode each chip and its mirror and average them (LFW 98.83% -> 99.03%).",
+    )
 
     # Matching.
     tau: float = Field(

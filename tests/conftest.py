@@ -47,6 +47,7 @@ def settings(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Setti
         model_dir=model_dir,
         onnx_providers=("CPUExecutionProvider",),
         onnx_intra_op_threads=2,
+        encode_flip_average=False,  # the dlib-equivalence tests need dlib's plain encodings
     )
 
 

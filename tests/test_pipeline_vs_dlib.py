@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from app.settings import Settings
 from app.vision.pipeline import FacePipeline
 from tests.conftest import REPO, shared_faces
 from tests.dlib_oracle import dlib_faces, iou
@@ -151,3 +152,19 @@ def test_embed_cli_prints_the_design_contract(
         },
     }
     assert "notes.txt" in proc.stderr
+
+
+def test_flip_average_mode_encodes_chip_and_mirror(
+    settings: Settings, pipeline: FacePipeline, astronaut: NDArray[np.uint8]
+) -> None:
+    flipped = FacePipeline.load(settings, flip_average=True)
+    try:
+        [plain] = pipeline.faces_rgb(astronaut)
+        [face] = flipped.faces_rgb(astronaut)
+        assert face.box == plain.box
+        mirror = pipeline.encoder.encode(np.ascontiguousarray(plain.chip[None, :, ::-1]))[0]
+        np.testing.assert_allclose(face.embedding, (plain.embedding + mirror) / 2, atol=1e-6)
+        assert 0 < np.linalg.norm(face.embedding - plain.embedding) < 0.2
+        assert flipped.model_version == pipeline.model_version + "+flipavg"
+    finally:
+        flipped.close()

@@ -68,6 +68,7 @@ class FacePipeline:
         upsample_below_px: int = 600,
         min_face_px: int = 0,
         chip_padding: float = 0.25,
+        flip_average: bool = False,
         model_version: str = "",
     ) -> None:
         self.detector = detector
@@ -76,10 +77,14 @@ class FacePipeline:
         self.upsample_below_px = upsample_below_px
         self.min_face_px = min_face_px
         self.chip_padding = chip_padding
-        self.model_version = model_version
+        self.flip_average = flip_average
+        # Averaged encodings live in a slightly different space: never compare them with plain ones.
+        self.model_version = model_version + ("+flipavg" if flip_average else "")
 
     @classmethod
-    def from_manifest(cls, model_dir: Path, manifest: Manifest, settings: Settings) -> FacePipeline:
+    def from_manifest(
+        cls, model_dir: Path, manifest: Manifest, settings: Settings, *, flip_average: bool | None = None
+    ) -> FacePipeline:
         def session(name: str):  # type: ignore[no-untyped-def]
             return create_session(
                 model_dir / manifest.entry(name).file,
@@ -96,16 +101,20 @@ class FacePipeline:
             upsample_below_px=settings.detect_upsample_below_px,
             min_face_px=settings.detect_min_face_px,
             chip_padding=float(encoder_details["chip"]["padding"]),
+            flip_average=settings.encode_flip_average if flip_average is None else flip_average,
             model_version=manifest.entry("encoder").version,
         )
         pipeline.warm_up()
         return pipeline
 
     @classmethod
-    def load(cls, settings: Settings) -> FacePipeline:
-        """Verify the manifest and artifacts in the model directory, then build the pipeline."""
+    def load(cls, settings: Settings, *, flip_average: bool | None = None) -> FacePipeline:
+        """Verify the manifest and artifacts in the model directory, then build the pipeline.
+
+        ``flip_average`` overrides the setting (``embed`` needs dlib's plain encodings).
+        """
         model_dir = settings.models_path
-        return cls.from_manifest(model_dir, load_manifest(model_dir), settings)
+        return cls.from_manifest(model_dir, load_manifest(model_dir), settings, flip_average=flip_average)
 
     def warm_up(self) -> None:
         blank = np.zeros((120, 160, 3), dtype=np.uint8)
@@ -136,11 +145,19 @@ class FacePipeline:
                 [extract_chip(rgb, p, size=self.encoder.chip_size, padding=self.chip_padding) for p in points]
             )
         with timer.stage("encode"):
-            embeddings = self.encoder.encode(chips)
+            embeddings = self.encode(chips)
         return [
             Face(d.box, d.score, p, c, e)
             for d, p, c, e in zip(detections, points, chips, embeddings, strict=True)
         ]
+
+    def encode(self, chips: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Encode aligned chips; with flip averaging, one batch holds the chips and their mirrors."""
+        if not self.flip_average:
+            return self.encoder.encode(chips)
+        both = self.encoder.encode(np.concatenate([chips, chips[:, :, ::-1]]))
+        n = len(chips)
+        return ((both[:n] + both[n:]) * 0.5).astype(np.float32)
 
     def faces(self, bgr: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Face]:
         """Every face in an OpenCV (BGR) image, best detection first."""
