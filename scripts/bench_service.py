@@ -34,12 +34,14 @@ EXAMPLES = REPO.parent / "shared" / "faces" / "examples"
 
 
 def to_frame(bgr: np.ndarray) -> bytes:
-    """A 640x480 door frame: the photo scaled to cover the frame, centre-cropped."""
+    """A 640x480 door frame: the whole photo scaled to fit, on a grey background."""
     h, w = bgr.shape[:2]
-    scale = max(640 / w, 480 / h)
+    scale = min(640 / w, 480 / h)
     img = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    y0, x0 = (img.shape[0] - 480) // 2, (img.shape[1] - 640) // 2
-    ok, buf = cv2.imencode(".jpg", img[y0 : y0 + 480, x0 : x0 + 640], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    frame = np.full((480, 640, 3), 96, np.uint8)
+    y0, x0 = (480 - img.shape[0]) // 2, (640 - img.shape[1]) // 2
+    frame[y0 : y0 + img.shape[0], x0 : x0 + img.shape[1]] = img
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
     return buf.tobytes()
 
@@ -106,12 +108,16 @@ def main() -> None:
         "--model-dir", default=os.environ.get("FACEGATE_MODEL_DIR", str(REPO / "var" / "models"))
     )
     parser.add_argument("--workers", default=None, help="FACEGATE_INFERENCE_WORKERS for the server")
+    parser.add_argument("--threads", default=None, help="FACEGATE_ONNX_INTRA_OP_THREADS for the server")
     args = parser.parse_args()
     enrol, frames = dataset()
     with tempfile.TemporaryDirectory() as tmp:
-        extra = {"FACEGATE_INFERENCE_WORKERS": args.workers} if args.workers else {}
-        svc = ServiceProcess(Path(tmp), Path(args.model_dir), FACEGATE_LOG_LEVEL="WARNING", **extra)
-        svc.env.pop("FACEGATE_ONNX_INTRA_OP_THREADS")  # the service default: all cores
+        svc = ServiceProcess(Path(tmp), Path(args.model_dir), FACEGATE_LOG_LEVEL="WARNING")
+        svc.env.pop("FACEGATE_ONNX_INTRA_OP_THREADS")  # the service's defaults unless asked
+        if args.workers:
+            svc.env["FACEGATE_INFERENCE_WORKERS"] = args.workers
+        if args.threads:
+            svc.env["FACEGATE_ONNX_INTRA_OP_THREADS"] = args.threads
         if svc.cli("db", "upgrade").returncode != 0:
             raise SystemExit("db upgrade failed")
         admin = (
