@@ -84,6 +84,8 @@ def test_enrolment_through_one_replica_is_recognised_by_the_other(
         seen_after = _until(lambda: decision_at_b()["reason"] == "match")
         assert seen_after < 10
         assert cb.get("/readyz").json()["checks"]["index"]["templates"] == 1
+        # B's gauges follow changes that reached it through the feed, not only its own writes.
+        assert "facegate_gallery_templates 1.0" in cb.get("/metrics").text
 
         assert ca.delete(f"/v1/people/{pid}", headers=bearer(admin)).status_code == 204
         # B refuses at once (a match is re-checked against SQL before the door opens), and its

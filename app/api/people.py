@@ -78,7 +78,6 @@ def delete_person(person_id: int, session: SessionDep, services: ServicesDep, _:
     session.commit()
     # SQL first (source of truth), then this replica's index at once; others follow the feed.
     services.gallery.removed_locally(removed)
-    services.refresh_gauges()
     log.info("person deleted", extra={"person_id": person_id, "templates": len(removed)})
 
 
@@ -100,7 +99,6 @@ def delete_face(
     queries.delete_template(session, face_id)
     session.commit()
     services.gallery.removed_locally([face_id])
-    services.refresh_gauges()
 
 
 def _check_duplicate(services: ServicesDep, embedding: NDArray[np.float32], person_id: int) -> None:
@@ -139,7 +137,6 @@ def _store_template(services: ServicesDep, person_id: int, candidate: EnrolCandi
         out = FaceOut.model_validate(template, from_attributes=True)
     # SQL first (source of truth), then this replica's index at once; others follow the feed.
     services.gallery.added_locally(out.id, person_id, candidate.face.embedding)
-    services.refresh_gauges()
     return out
 
 

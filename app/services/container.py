@@ -57,13 +57,10 @@ class Services:
         gallery.load()
         metrics = Metrics()
         executor = ThreadPoolExecutor(max_workers=settings.inference_workers, thread_name_prefix="inference")
-        services = cls(settings, engine, sessions, pipeline, index, gallery, metrics, executor)
-        services.refresh_gauges()
-        return services
-
-    def refresh_gauges(self) -> None:
-        self.metrics.gallery_templates.set(len(self.index))
-        self.metrics.gallery_people.set(self.index.people_count)
+        # Read from the index at scrape time: it also changes through the change feed.
+        metrics.gallery_templates.set_function(lambda: len(index))
+        metrics.gallery_people.set_function(lambda: index.people_count)
+        return cls(settings, engine, sessions, pipeline, index, gallery, metrics, executor)
 
     async def infer(self, fn: Callable[..., T], *args: object) -> T:
         """Run CPU-heavy work in the bounded inference pool; refuse when the queue is full."""
