@@ -35,7 +35,7 @@ def _record(
             door_id=door_id,
             decision="granted" if granted else "denied",
             reason=result.reason if granted or result.reason != "match" else "unknown_person",
-            person_id=d.person_id if d.person_id is not None else None,
+            person_id=d.person_id,
             best_distance=d.distance,
             second_distance=d.second_distance,
             frames=result.frames,

@@ -20,7 +20,7 @@ async def read_upload(upload: UploadFile, max_bytes: int, field: str) -> bytes:
         raise ApiError(
             413,
             "image_too_large",
-            f"{field} {upload.filename or ''} is over the {max_bytes}-byte limit".replace("  ", " "),
+            f"{field}{f' ({upload.filename})' if upload.filename else ''} is over the {max_bytes}-byte limit",
         )
     if not data:
         raise ApiError(422, "not_an_image", f"{field} is empty")

@@ -56,7 +56,7 @@ def analyse_photo(pipeline: FacePipeline, data: bytes, settings: Settings) -> En
             faces=len(usable),
         )
     face = usable[0]
-    quality = face_quality(face.box, face.score, face.chip)
+    quality = face_quality(face)
     if quality.sharpness < settings.enrol_min_sharpness:
         raise EnrolmentRefusedError(
             "low_quality",

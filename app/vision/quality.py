@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from app.vision.pipeline import Face
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ def sharpness(chip: NDArray[np.uint8]) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def face_quality(box: tuple[int, int, int, int], score: float, chip: NDArray[np.uint8]) -> FaceQuality:
+def face_quality(face: Face) -> FaceQuality:
     return FaceQuality(
-        face_width_px=box[2] - box[0] + 1, detector_score=float(score), sharpness=sharpness(chip)
+        face_width_px=face.width, detector_score=float(face.score), sharpness=sharpness(face.chip)
     )
