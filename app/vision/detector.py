@@ -403,6 +403,28 @@ class _Workspace:
         return self.scratch[:, c * self.slot : (c + 1) * self.slot]
 
 
+def _lerp_gather(
+    src: NDArray[np.float32],
+    lo: NDArray[np.intp],
+    hi: NDArray[np.intp],
+    frac: NDArray[np.float32],
+    *,
+    scratch: tuple[NDArray[np.float32], NDArray[np.float32]],
+    out: NDArray[np.float32],
+) -> None:
+    """One bilinear pass along axis 1: out = src[lo] + frac * (src[hi] - src[lo]).
+
+    The operations and their order are dlib's (a + f * (b - a) in float32); ``out`` may be the
+    first scratch array.
+    """
+    a, b = scratch
+    np.take(src, lo, axis=1, out=a, mode="clip")
+    np.take(src, hi, axis=1, out=b, mode="clip")
+    b -= a
+    b *= frac
+    np.add(a, b, out=out)
+
+
 def _resize_level(planes: NDArray[np.float32], lr: _LevelResize, scratch: NDArray[np.float32]) -> None:
     """Write one level into ``planes`` (k, rows, cols) from the previous level there.
 
@@ -422,22 +444,14 @@ def _resize_level(planes: NDArray[np.float32], lr: _LevelResize, scratch: NDArra
     # Columns: out = a + fx * (b - a) over rows of the transposed level.
     a = y[: k * w1 * h0].reshape(k, w1, h0)
     b = z[: k * w1 * h0].reshape(k, w1, h0)
-    np.take(src_t, lr.left, axis=1, out=a, mode="clip")
-    np.take(src_t, lr.right, axis=1, out=b, mode="clip")
-    b -= a
-    b *= lr.fx
-    a += b
+    _lerp_gather(src_t, lr.left, lr.right, lr.fx, scratch=(a, b), out=a)
     mid = x[: k * h0 * w1].reshape(k, h0, w1)
     for c in range(k):
         cv2.transpose(a[c], dst=mid[c])
     # Rows, written straight into the level's place in the tiled buffer.
     a = y[: k * h1 * w1].reshape(k, h1, w1)
     b = z[: k * h1 * w1].reshape(k, h1, w1)
-    np.take(mid, lr.top, axis=1, out=a, mode="clip")
-    np.take(mid, lr.bottom, axis=1, out=b, mode="clip")
-    b -= a
-    b *= lr.fy
-    np.add(a, b, out=planes[:, dt : db + 1, dl : dr + 1])
+    _lerp_gather(mid, lr.top, lr.bottom, lr.fy, scratch=(a, b), out=planes[:, dt : db + 1, dl : dr + 1])
 
 
 def _channel_levels(
