@@ -299,6 +299,37 @@ def test_unique_door_names_and_external_ids(session: Session) -> None:
     assert [d.name for d in q.list_doors(session)] == ["front"]
 
 
+def test_upgrade_gives_existing_doors_the_secure_liveness_policy(db_url: str) -> None:
+    engine = store_db.make_engine(db_url)
+    try:
+        store_db.upgrade(db_url, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO doors (name, created_at) VALUES ('old', CURRENT_TIMESTAMP)"))
+        store_db.upgrade(db_url)
+        with Session(engine) as s:
+            (door,) = q.list_doors(s)
+            assert (door.name, door.liveness_required, door.liveness_undetermined) == ("old", True, "deny")
+        with engine.begin() as conn, pytest.raises(IntegrityError):
+            conn.execute(text("UPDATE doors SET liveness_undetermined = 'maybe'"))
+    finally:
+        engine.dispose()
+
+
+def test_door_policy_create_and_update(session: Session) -> None:
+    door = q.create_door(session, "lab", liveness_required=False, liveness_undetermined="grant")
+    session.commit()
+    assert (door.liveness_required, door.liveness_undetermined) == (False, "grant")
+    updated = q.update_door(session, door.id, liveness_required=True)
+    session.commit()
+    assert updated is not None
+    assert (updated.name, updated.liveness_required, updated.liveness_undetermined) == ("lab", True, "grant")
+    assert q.update_door(session, 999_999, name="x") is None
+    with pytest.raises(ValueError, match="liveness_undetermined"):
+        q.update_door(session, door.id, liveness_undetermined="maybe")
+    with pytest.raises(ValueError, match="liveness_undetermined"):
+        q.create_door(session, "other", liveness_undetermined="open")
+
+
 def test_embeddings_round_trip_bit_exact(session: Session) -> None:
     rng = np.random.default_rng(0)
     person = q.create_person(session, "Ada")

@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -27,6 +28,8 @@ ROLES: tuple[Role, ...] = ("admin", "door", "auditor")
 Decision = Literal["granted", "denied"]
 DECISIONS: tuple[Decision, ...] = ("granted", "denied")
 GalleryOp = Literal["add", "delete"]
+UndeterminedPolicy = Literal["deny", "grant"]
+UNDETERMINED_POLICIES: tuple[UndeterminedPolicy, ...] = ("deny", "grant")
 
 # Explicit names so that migrations are stable and identical on SQLite and PostgreSQL.
 NAMING_CONVENTION: dict[str, str] = {
@@ -83,11 +86,18 @@ class Base(DeclarativeBase):
 class Door(Base):
     __tablename__ = "doors"
     # AUTOINCREMENT: SQLite must never reuse an id (events and keys refer to doors by id).
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = (
+        CheckConstraint("liveness_undetermined IN ('deny', 'grant')", name="liveness_undetermined"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A door that requires liveness denies a spoof (reason "spoof") and, by default, a burst whose
+    # head moved too little to judge ("liveness_undetermined"); "grant" opens for the latter.
+    liveness_required: Mapped[bool] = mapped_column(default=True, server_default=true())
+    liveness_undetermined: Mapped[str] = mapped_column(String(8), default="deny", server_default="deny")
 
 
 class ApiKey(Base):

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.store.models import (
     DECISIONS,
     ROLES,
+    UNDETERMINED_POLICIES,
     AccessEvent,
     ApiKey,
     Door,
@@ -46,10 +47,38 @@ MAX_EVENTS_PAGE = 1000
 # --- doors -------------------------------------------------------------------------------------
 
 
-def create_door(session: Session, name: str) -> Door:
+def create_door(
+    session: Session, name: str, *, liveness_required: bool = True, liveness_undetermined: str = "deny"
+) -> Door:
     """Raises IntegrityError when the name is taken."""
-    door = Door(name=name)
+    if liveness_undetermined not in UNDETERMINED_POLICIES:
+        raise ValueError(f"liveness_undetermined must be one of {UNDETERMINED_POLICIES}")
+    door = Door(name=name, liveness_required=liveness_required, liveness_undetermined=liveness_undetermined)
     session.add(door)
+    session.flush()
+    return door
+
+
+def update_door(
+    session: Session,
+    door_id: int,
+    *,
+    name: str | None = None,
+    liveness_required: bool | None = None,
+    liveness_undetermined: str | None = None,
+) -> Door | None:
+    """Change the given fields; None leaves a field as it is. Raises IntegrityError on a taken name."""
+    door = session.get(Door, door_id)
+    if door is None:
+        return None
+    if liveness_undetermined is not None and liveness_undetermined not in UNDETERMINED_POLICIES:
+        raise ValueError(f"liveness_undetermined must be one of {UNDETERMINED_POLICIES}")
+    if name is not None:
+        door.name = name
+    if liveness_required is not None:
+        door.liveness_required = liveness_required
+    if liveness_undetermined is not None:
+        door.liveness_undetermined = liveness_undetermined
     session.flush()
     return door
 
