@@ -11,11 +11,17 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from app.evaluation.verification import FoldResult, accuracy_at, cross_validated
+from app.evaluation.metrics import OperatingPoint, Tradeoff, at_false_accept, equal_error_rate, tradeoff
+from app.evaluation.verification import FoldResult, accuracy_at, cross_validated, split_folds
 from app.vision.imageio import decode_image
 from app.vision.pipeline import Face, FacePipeline
 
 log = logging.getLogger(__name__)
+
+# The FARs a verification report quotes TAR at.
+FAR_TARGETS = (1e-2, 1e-3)
+# A pairs file with a single fold is split into this many for cross-validation (LFW's count).
+DEFAULT_FOLDS = 10
 
 
 @dataclass
@@ -26,6 +32,23 @@ class PairsReport:
     accuracy_at_tau: float
     tau: float
     folds: list[FoldResult] = field(default_factory=list)
+    # Per pair, in CSV order: distance (NaN where an image had no face), same-person label.
+    distances: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    same: NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, dtype=bool))
+    folds_from_csv: bool = True  # False: the CSV had one fold and it was split (split_folds)
+    name: str = "pairs"
+
+    @property
+    def curve(self) -> Tradeoff:
+        """ROC: FAR over the different pairs, TAR over the same pairs (missing distances rejected)."""
+        return tradeoff(self.distances[self.same], self.distances[~self.same])
+
+    def tar_at_far(self, far: float) -> OperatingPoint:
+        return at_false_accept(self.distances[self.same], self.distances[~self.same], far)
+
+    @property
+    def eer(self) -> OperatingPoint:
+        return equal_error_rate(self.curve)
 
     @property
     def cv_accuracy(self) -> float:
@@ -130,6 +153,9 @@ def evaluate_pairs(
     distances = pair_distances(rows, embeddings)
     same = np.array([s for *_, s in rows], dtype=bool)
     folds = np.array([f for f, *_ in rows], dtype=np.int64)
+    folds_from_csv = len(np.unique(folds)) > 1
+    if not folds_from_csv and len(rows) >= 2:
+        folds = split_folds(same, DEFAULT_FOLDS)
     return PairsReport(
         pairs=len(rows),
         images=len(images),
@@ -137,4 +163,8 @@ def evaluate_pairs(
         accuracy_at_tau=accuracy_at(distances, same, tau),
         tau=tau,
         folds=cross_validated(distances, same, folds) if len(np.unique(folds)) > 1 else [],
+        distances=distances,
+        same=same,
+        folds_from_csv=folds_from_csv,
+        name=csv_path.stem,
     )

@@ -53,3 +53,21 @@ def cross_validated(
             FoldResult(int(fold), tau, accuracy_at(distances[test], same[test], tau), int(test.sum()))
         )
     return results
+
+
+def split_folds(same: NDArray[np.bool_], k: int = 10) -> NDArray[np.int64]:
+    """Deterministic folds 1..k for a pairs list that came without them (identity-agnostic).
+
+    Same pairs are dealt round-robin first, then the different pairs continue the deal, so every
+    fold holds a near-equal share of each class and no fold is empty while there are k pairs.
+    """
+    if k < 2:
+        raise ValueError("need at least 2 folds")
+    labels = np.asarray(same, dtype=bool)
+    k = min(k, len(labels))
+    if k < 2:
+        raise ValueError("need at least 2 pairs to make folds")
+    order = np.concatenate([np.flatnonzero(labels), np.flatnonzero(~labels)])
+    folds = np.empty(len(labels), dtype=np.int64)
+    folds[order] = np.arange(len(labels)) % k + 1
+    return folds
