@@ -20,6 +20,30 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _calibration_check(services: Services) -> dict[str, Any]:
+    """Advice, never unreadiness: ``ok`` is always true. Reports the latest result and starts a
+    recomputation in the background when the gallery has changed since."""
+    calibration = services.calibration
+    latest = calibration.latest()
+    refreshing = calibration.refresh_in_background(services.gallery.version)
+    check: dict[str, Any] = {"ok": True, "tau": services.settings.tau}
+    check["target_far"] = services.settings.target_stranger_far
+    if latest is None:
+        check["status"] = "computing" if refreshing else "unavailable"
+        return check
+    report = latest.report
+    check.update(
+        status="warning" if report.warning else "ok",
+        people=report.people,
+        max_people_at_tau=report.max_people_at_tau,
+        far_at_tau=report.far_at_tau,
+        warning=report.warning,
+        gallery_version=latest.gallery_version,
+        current=latest.gallery_version == services.gallery.version,
+    )
+    return check
+
+
 def _checks(services: Services) -> dict[str, Any]:
     checks: dict[str, Any] = {
         "models": {"ok": True, "version": services.pipeline.model_version},
@@ -36,6 +60,7 @@ def _checks(services: Services) -> dict[str, Any]:
         checks["database"] = {"ok": True}
     except Exception as exc:  # readiness reports any database failure as not ready
         checks["database"] = {"ok": False, "error": exc.__class__.__name__}
+    checks["calibration"] = _calibration_check(services)
     return checks
 
 

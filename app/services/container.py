@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.gallery.index import FaceIndex
 from app.metrics import Metrics
+from app.services.calibration import CalibrationService
 from app.services.gallery_sync import GallerySync
 from app.settings import Settings
 from app.store.db import check_schema, make_engine, make_session_factory
@@ -37,6 +38,7 @@ class Services:
     gallery: GallerySync
     metrics: Metrics
     executor: ThreadPoolExecutor
+    calibration: CalibrationService
     _waiting: int = field(default=0)
 
     @classmethod
@@ -60,7 +62,14 @@ class Services:
         # Read from the index at scrape time: it also changes through the change feed.
         metrics.gallery_templates.set_function(lambda: len(index))
         metrics.gallery_people.set_function(lambda: index.people_count)
-        return cls(settings, engine, sessions, pipeline, index, gallery, metrics, executor)
+        calibration = CalibrationService(
+            sessions,
+            pipeline.model_version,
+            pipeline.encoder.dim,
+            tau=settings.tau,
+            target_far=settings.target_stranger_far,
+        )
+        return cls(settings, engine, sessions, pipeline, index, gallery, metrics, executor, calibration)
 
     async def infer(self, fn: Callable[..., T], *args: object) -> T:
         """Run CPU-heavy work in the bounded inference pool; refuse when the queue is full."""

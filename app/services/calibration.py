@@ -1,0 +1,239 @@
+"""Calibration on the live gallery: templates from SQL, math from app.gallery.calibration.
+
+The impostor distances (the expensive part) are cached by gallery version, so asking again
+costs a version read plus the curves; a change made through any replica bumps the version and
+the next request recomputes. One computation runs at a time; callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.gallery.calibration import (
+    DEFAULT_MAX_COMPARISONS,
+    CalibrationReport,
+    ImpostorSample,
+    calibrate,
+    impostor_sample,
+    stranger_sample,
+)
+from app.store import queries
+from app.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryCalibration:
+    gallery_version: int
+    model_version: str
+    report: CalibrationReport
+    names: dict[int, str]  # people named in report.look_alikes
+    computed_at: datetime
+    compute_ms: float  # the impostor distances' computation (0 when they came from the cache)
+
+
+class CalibrationService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        model_version: str,
+        dim: int,
+        *,
+        tau: float,
+        target_far: float,
+        max_comparisons: int = DEFAULT_MAX_COMPARISONS,
+    ) -> None:
+        self.sessions = sessions
+        self.model_version = model_version
+        self.dim = dim
+        self.tau = tau
+        self.target_far = target_far
+        self.max_comparisons = max_comparisons
+        self._compute_lock = threading.Lock()
+        self._sample: tuple[int, ImpostorSample] | None = None
+        self._state_lock = threading.Lock()
+        self._latest: GalleryCalibration | None = None
+        self._refreshing = False
+        self._warned_version: int | None = None
+
+    def compute(
+        self, target_far: float | None = None, strangers: NDArray[np.float32] | None = None
+    ) -> GalleryCalibration:
+        """Calibrate the current gallery (blocking: call it in a thread)."""
+        target = self.target_far if target_far is None else target_far
+        with self._compute_lock, self.sessions() as session:
+            version = queries.gallery_version(session)
+            started = time.perf_counter()
+            computed_ms = 0.0
+            arrays: queries.TemplateArrays | None = None
+            cached = self._sample
+            if cached is None or cached[0] != version or strangers is not None:
+                version, arrays = queries.gallery_snapshot(session, self.model_version, self.dim)
+            if cached is not None and cached[0] == version:
+                sample = cached[1]
+            else:
+                sample = self._sample_of(version, arrays)
+                computed_ms = (time.perf_counter() - started) * 1000.0
+            reference = None
+            if strangers is not None and arrays is not None:
+                reference = stranger_sample(strangers, arrays.person_ids, arrays.vectors)
+            report = calibrate(sample, tau=self.tau, target_far=target, strangers=reference)
+            names = self._names(session, report)
+        result = GalleryCalibration(version, self.model_version, report, names, utcnow(), computed_ms)
+        if target_far is None and strangers is None:
+            self._publish(result)
+        return result
+
+    def _sample_of(self, version: int, arrays: queries.TemplateArrays | None) -> ImpostorSample:
+        if arrays is None:
+            raise RuntimeError(f"no gallery snapshot for version {version}")
+        sample = impostor_sample(
+            arrays.ids, arrays.person_ids, arrays.vectors, max_comparisons=self.max_comparisons
+        )
+        self._sample = (version, sample)
+        return sample
+
+    @staticmethod
+    def _names(session: Session, report: CalibrationReport) -> dict[int, str]:
+        names: dict[int, str] = {}
+        for pair in report.look_alikes:
+            for pid in (pair.person_a, pair.person_b):
+                if pid not in names:
+                    person = queries.get_person(session, pid)
+                    names[pid] = person.name if person is not None else ""
+        return names
+
+    def _publish(self, result: GalleryCalibration) -> None:
+        """Keep the result for /readyz and log the warning once per gallery version that has it."""
+        report = result.report
+        with self._state_lock:
+            previous = self._latest
+            self._latest = result
+            warn = report.warning is not None and self._warned_version != result.gallery_version
+            if warn:
+                self._warned_version = result.gallery_version
+        if warn:
+            log.warning(
+                "calibration: %s",
+                report.warning,
+                extra={
+                    "people": report.people,
+                    "max_people_at_tau": report.max_people_at_tau,
+                    "gallery_version": result.gallery_version,
+                },
+            )
+        elif report.warning is None and previous is not None and previous.report.warning is not None:
+            log.info("calibration: tau=%g supports the gallery again (%d people)", self.tau, report.people)
+
+    def latest(self) -> GalleryCalibration | None:
+        with self._state_lock:
+            return self._latest
+
+    def refresh_in_background(self, gallery_version: int) -> bool:
+        """Start recomputing unless the latest result is for this version or a refresh runs.
+
+        True when a refresh was started.
+        """
+        with self._state_lock:
+            latest = self._latest
+            if self._refreshing or (latest is not None and latest.gallery_version == gallery_version):
+                return False
+            self._refreshing = True
+        threading.Thread(target=self._refresh, name="calibration", daemon=True).start()
+        return True
+
+    def _refresh(self) -> None:
+        try:
+            self.compute()
+        # Advice only: a failed refresh is logged and retried on the next readiness probe.
+        except (SQLAlchemyError, RuntimeError, ValueError, MemoryError):
+            log.exception("calibration refresh failed")
+        finally:
+            with self._state_lock:
+                self._refreshing = False
+
+
+def read_stranger_files(csv_path: Path) -> list[Path]:
+    """The ``file`` column of a CSV, as paths relative to the CSV's folder."""
+    with csv_path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "file" not in reader.fieldnames:
+            raise ValueError(f"{csv_path} has no 'file' column")
+        return [csv_path.parent / row["file"] for row in reader if row["file"]]
+
+
+def report_lines(result: GalleryCalibration, *, curve_step: float = 0.05) -> list[str]:
+    """A plain-text report for the command line."""
+    r = result.report
+    lines = [
+        f"gallery version {result.gallery_version}: {r.people} people, {r.templates} templates "
+        f"({result.model_version})",
+        f"impostor comparisons (template to other person): {r.comparisons:,}"
+        + ("" if r.complete else f" from a deterministic subset of {r.probes:,} templates"),
+    ]
+    if r.model is None:
+        lines.append("too few comparisons to model the tail: no estimate")
+        return lines
+    m = r.model
+    lines.append(
+        f"tail model: normal mu={m.mu:.4f} sigma={m.sigma:.4f} fitted to the lowest {m.tail_fraction:.1%} "
+        f"({m.points:,} comparisons, up to {m.upper:.3f}), probit R^2 {m.r2:.4f}"
+    )
+    k_max = "unbounded" if r.max_people_at_tau is None else f"{r.max_people_at_tau:,}"
+    lines.append(
+        f"at tau={r.tau:.3f}: FMR {r.fmr_at_tau:.3g} per comparison, predicted stranger FAR "
+        f"{r.far_at_tau:.3g} per attempt at K={r.people}; largest K for FAR {r.target_far:g}: {k_max}"
+    )
+    if r.strangers is not None:
+        s = r.strangers
+        lines.append(
+            f"reference strangers: {s.strangers}; observed FAR at tau={r.tau:.3f}: "
+            f"{s.observed_far_at_tau:.3g} ({s.matches_at_tau} of {s.strangers}), predicted "
+            f"{s.predicted_far_at_tau:.3g}; their per-comparison FMR {s.fmr_empirical_at_tau:.3g} "
+            f"over {s.comparisons:,} comparisons"
+        )
+    lines.append("recommended tau (largest meeting the target at this K):")
+    lines.append("  target FAR  FMR/comparison  tau     gallery  strangers")
+    for rec in r.recommendations:
+        mark = "  <- FACEGATE_TARGET_STRANGER_FAR" if rec.target_far == r.target_far else ""
+        enough = "" if rec.strangers_sufficient in (None, True) else " (too few strangers to show it)"
+        lines.append(
+            f"  {rec.target_far:<10g}  {rec.fmr_per_comparison:<14.3g}  {_fmt(rec.tau)}   "
+            f"{_fmt(rec.tau_gallery)}    {_fmt(rec.tau_strangers)}{enough}{mark}"
+        )
+    lines.append("curve: tau, impostor matches, FMR empirical, FMR model, predicted FAR, stranger FAR seen")
+    for p in r.curve:
+        if abs(p.tau / curve_step - round(p.tau / curve_step)) < 1e-6 or p.tau == r.tau:
+            model = f"{p.fmr_model:.3g}" if p.fmr_model is not None else "-"
+            observed = f"{p.stranger_far:.3g}" if p.stranger_far is not None else "-"
+            lines.append(
+                f"  {p.tau:.2f}  {p.matches:>9,}  {p.fmr_empirical:<9.3g}  {model:<9}  "
+                f"{p.far_attempt:<9.3g}  {observed}"
+            )
+    if r.look_alikes:
+        lines.append("closest different people (second factor or a stricter threshold):")
+        for pair in r.look_alikes:
+            below = "  below tau" if pair.distance < r.tau else ""
+            lines.append(
+                f"  {pair.distance:.3f}  #{pair.person_a} {result.names.get(pair.person_a, '')}  /  "
+                f"#{pair.person_b} {result.names.get(pair.person_b, '')}{below}"
+            )
+    if r.warning:
+        lines.append(f"WARNING: {r.warning}")
+    return lines
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "  -  "
