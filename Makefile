@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_EXTRA ?= cpu
 
-.PHONY: run test lint models bench accuracy clean
+.PHONY: run test lint models bench bench-fr accuracy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ models: $(VENV)/.installed-run
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python scripts/bench_pipeline.py
+
+## FaceGate against face_recognition (its own venv under var/): LFW accuracy and frames/s, ~15 min.
+bench-fr: $(VENV)/.installed-dev
+	nice $(BIN)/python scripts/bench_vs_face_recognition.py
 
 accuracy: $(VENV)/.installed-run
 	$(BIN)/facegate eval verify --pairs ../shared/faces/lfw-dev/pairs.csv
