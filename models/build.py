@@ -31,6 +31,8 @@ from models.convert_detector import convert_detector
 from models.convert_encoder import convert_encoder
 from models.convert_shape_predictor import convert_shape_predictor
 from models.source import SOURCE_DISTRIBUTION, source_dir, source_version
+from models.train_liveness import VERSION_PREFIX as LIVENESS_VERSION
+from models.train_liveness import build_liveness, training_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,14 @@ ARTIFACTS: dict[str, tuple[str, str, str, Converter, str]] = {
         convert_encoder,
         "dlib-resnet-v1",
     ),
+}
+
+
+# Trained here rather than converted: name -> (artifact file, kind, trainer, version prefix,
+# fingerprint of the training code and parameters, recorded as details["training"]["sha256"]).
+Trainer = Callable[[Path], dict[str, Any]]
+TRAINED: dict[str, tuple[str, str, Trainer, str, Callable[[], str]]] = {
+    "liveness": ("liveness.onnx", "onnx", build_liveness, LIVENESS_VERSION, training_fingerprint),
 }
 
 
@@ -77,6 +87,10 @@ def _up_to_date(model_dir: Path, source: dict[str, Any]) -> Manifest | None:
         return None
     if manifest.source.model_dump() != source:
         return None
+    for name, (*_, fingerprint) in TRAINED.items():
+        training = manifest.details(name).get("training", {})
+        if not isinstance(training, dict) or training.get("sha256") != fingerprint():
+            return None  # the training code or its parameters changed: retrain
     return manifest
 
 
@@ -112,6 +126,25 @@ def build_models(model_dir: Path, force: bool = False) -> Manifest:
             **details,
         }
         log.info("built %s (%s)", target, digest[:12])
+    for name, (filename, kind, train, version_prefix, _) in TRAINED.items():
+        target = model_dir / filename
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=f".{kind}", dir=model_dir)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            details = train(tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        digest = sha256_file(target)
+        entries[name] = {
+            "file": filename,
+            "sha256": digest,
+            "kind": kind,
+            "version": f"{version_prefix}:{digest[:12]}",
+            **details,
+        }
+        log.info("trained %s (%s)", target, digest[:12])
     manifest = {
         "format_version": FORMAT_VERSION,
         "source": source,

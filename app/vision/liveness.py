@@ -1,0 +1,164 @@
+"""LivenessModel: one tracked face over a burst in, live / spoof / undetermined out.
+
+1. Reject-only image cues (``liveness_image``): a border around the face, moire, glare,
+   pixel-identical frames, a face that never moved. Any of them makes the burst a spoof;
+   none of them can make it live.
+2. The abstain rule: when the nose offset and the eye asymmetry did not change beyond landmark
+   noise (``motion_snr`` below the manifest's ``min_motion_snr``: the head did not turn),
+   geometry cannot tell a head from a picture: "undetermined", hint "turn_head".
+3. The classifier (ONNX, trained on simulated bursts by ``models/train_liveness.py``) turns the
+   geometry features (``liveness_cues.geometry_features``) into P(live); live at or above the
+   manifest's threshold.
+
+``drivers`` names what decided: the reject cues that fired, ``motion_snr`` for an abstention,
+or the features that moved P(live) most towards the outcome (each replaced by its training
+mean in turn, all in one batch through the classifier).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from app.vision import liveness_image as image_cues
+from app.vision.liveness_cues import FEATURE_NAMES, eye_centres, five_points, geometry_features, motionless
+from app.vision.liveness_types import LivenessResult, TrackedFace
+from app.vision.manifest import REBUILD_HINT, Manifest, ModelArtifactError
+from app.vision.runtime import create_session, warm_up
+
+
+@dataclass(frozen=True)
+class ImageCueLimits:
+    """When a reject-only image cue fires (each judged over the burst's frames)."""
+
+    # Straight edges on all 4 sides of the face: 3 fire on real scenes (stage sets, door frames).
+    border_min_sides: int = 4
+    border_min_frames: float = 0.5  # ... in at least half the frames
+    moire_min_peak: float = 5.5  # ln power over surroundings; natural faces stay near 3
+    glare_min_fraction: float = 0.04  # largest saturated blob, as a fraction of the face box
+    identical_min_fraction: float = 0.5  # consecutive frame pairs identical to the pixel
+
+
+class LivenessModel:
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        details: dict[str, Any],
+        limits: ImageCueLimits | None = None,
+    ) -> None:
+        features = list(details["input"]["features"])
+        if features != list(FEATURE_NAMES):
+            raise ModelArtifactError(
+                f"the liveness model was trained on features {features}, this code computes "
+                f"{list(FEATURE_NAMES)}; {REBUILD_HINT}"
+            )
+        self.session = session
+        self.input_name = str(details["input"]["name"])
+        self.threshold = float(details["threshold"])
+        self.min_motion_snr = float(details["min_motion_snr"])
+        self.feature_mean = np.asarray(details["feature_mean"], dtype=np.float32)
+        self.limits = limits or ImageCueLimits()
+
+    @classmethod
+    def from_manifest(
+        cls,
+        model_dir: Path,
+        manifest: Manifest,
+        *,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        intra_op_threads: int = 1,
+    ) -> LivenessModel:
+        # A 1-row MLP gains nothing from more threads; keep it off the cores detection needs.
+        session = create_session(
+            model_dir / manifest.entry("liveness").file,
+            providers=providers,
+            intra_op_threads=min(intra_op_threads, 1),
+        )
+        model = cls(session, manifest.details("liveness"))
+        warm_up(session, {model.input_name: model.feature_mean.reshape(1, -1)})
+        return model
+
+    def p_live(self, features: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
+        """P(live) for (N, K) feature rows."""
+        rows = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
+        out = self.session.run(None, {self.input_name: rows})[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def image_cues(self, track: Sequence[TrackedFace]) -> dict[str, float]:
+        sides, moire, glare = [], [], []
+        for face in track:
+            five = five_points(face.landmarks[None].astype(np.float64))
+            left, right = eye_centres(five)
+            angle = math.atan2(float(right[0, 1] - left[0, 1]), float(right[0, 0] - left[0, 0]))
+            region, half = image_cues.upright_region(face.frame, face.box, angle)
+            sides.append(image_cues.border_sides(region, half))
+            moire.append(image_cues.moire_peak(face.frame, face.box))
+            glare.append(image_cues.glare_fraction(face.frame, face.box))
+        limits = self.limits
+        return {
+            "border_sides": float(np.median(sides)),
+            "border_frames": float(np.mean([s >= limits.border_min_sides for s in sides])),
+            "moire_peak": float(np.median(moire)),
+            "glare_fraction": float(np.median(glare)),
+            "identical_fraction": image_cues.identical_fraction(
+                [f.frame for f in track], [f.box for f in track]
+            ),
+        }
+
+    def _rejects(self, cues: dict[str, float]) -> list[str]:
+        limits = self.limits
+        fired = {
+            "border": cues["border_frames"] >= limits.border_min_frames,
+            "moire": cues["moire_peak"] >= limits.moire_min_peak,
+            "glare": cues["glare_fraction"] >= limits.glare_min_fraction,
+            "identical_frames": cues["identical_fraction"] >= limits.identical_min_fraction,
+            "motionless": cues.get("motionless", 0.0) >= 1.0,
+        }
+        return [name for name, hit in fired.items() if hit]
+
+    def _drivers(self, features: NDArray[np.float64], p: float, live: bool) -> list[str]:
+        """Features whose replacement by the training mean moves P(live) most against the outcome."""
+        k = len(FEATURE_NAMES)
+        rows = np.repeat(features.astype(np.float32)[None], k, axis=0)
+        rows[np.arange(k), np.arange(k)] = self.feature_mean
+        effect = p - self.p_live(rows)  # > 0: this feature pushed towards live
+        if not live:
+            effect = -effect
+        order = [int(i) for i in np.argsort(-effect) if effect[i] > 1e-4]
+        return [FEATURE_NAMES[i] for i in order[:2]] or ["p_live"]
+
+    def judge(self, track: Sequence[TrackedFace]) -> LivenessResult:
+        """The verdict on one face tracked through a burst (frames in capture order)."""
+        cues: dict[str, float] = {"frames": float(len(track))}
+        if len(track) < 2:
+            return LivenessResult("undetermined", None, cues, ["frames"], hint="turn_head")
+        landmarks = np.stack([np.asarray(f.landmarks, dtype=np.float64) for f in track])
+        t = np.array([f.t for f in track], dtype=np.float64)
+        cues.update(self.image_cues(track))
+        cues["motionless"] = float(motionless(landmarks, t))
+        try:
+            features = geometry_features(landmarks, t)
+        except ValueError:  # degenerate landmarks (eye centres on one pixel): nothing to measure
+            rejects = self._rejects(cues)
+            if rejects:
+                return LivenessResult("spoof", None, cues, rejects)
+            return LivenessResult("undetermined", None, cues, ["landmarks"], hint="turn_head")
+        cues.update({name: float(v) for name, v in zip(FEATURE_NAMES, features, strict=True)})
+        snr = 10.0 ** cues["log_motion_snr"]
+        cues["motion_snr"] = snr
+        p = float(self.p_live(features)[0])
+        cues["p_live"] = p
+        rejects = self._rejects(cues)
+        if rejects:
+            return LivenessResult("spoof", p, cues, rejects)
+        if snr < self.min_motion_snr:
+            return LivenessResult("undetermined", None, cues, ["motion_snr"], hint="turn_head")
+        live = p >= self.threshold
+        return LivenessResult("live" if live else "spoof", p, cues, self._drivers(features, p, live))
