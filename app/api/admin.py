@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import AdminKey, SessionDep
 from app.api.errors import ApiError
-from app.api.schemas import DoorIn, DoorOut, KeyCreated, KeyIn, KeyOut
+from app.api.schemas import DoorIn, DoorOut, DoorPatch, KeyCreated, KeyIn, KeyOut
 from app.store import queries
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -16,7 +16,12 @@ router = APIRouter(prefix="/v1", tags=["admin"])
 @router.post("/doors", status_code=201, response_model=DoorOut)
 def create_door(body: DoorIn, session: SessionDep, _: AdminKey) -> DoorOut:
     try:
-        door = queries.create_door(session, body.name)
+        door = queries.create_door(
+            session,
+            body.name,
+            liveness_required=body.liveness_required,
+            liveness_undetermined=body.liveness_undetermined,
+        )
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -27,6 +32,34 @@ def create_door(body: DoorIn, session: SessionDep, _: AdminKey) -> DoorOut:
 @router.get("/doors", response_model=list[DoorOut])
 def list_doors(session: SessionDep, _: AdminKey) -> list[DoorOut]:
     return [DoorOut.model_validate(d, from_attributes=True) for d in queries.list_doors(session)]
+
+
+@router.get("/doors/{door_id}", response_model=DoorOut)
+def get_door(door_id: int, session: SessionDep, _: AdminKey) -> DoorOut:
+    door = queries.get_door(session, door_id)
+    if door is None:
+        raise ApiError(404, "door_not_found", f"door {door_id} does not exist")
+    return DoorOut.model_validate(door, from_attributes=True)
+
+
+@router.patch("/doors/{door_id}", response_model=DoorOut)
+def update_door(door_id: int, body: DoorPatch, session: SessionDep, _: AdminKey) -> DoorOut:
+    """Rename a door or change its liveness policy; fields left out stay as they are."""
+    try:
+        door = queries.update_door(
+            session,
+            door_id,
+            name=body.name,
+            liveness_required=body.liveness_required,
+            liveness_undetermined=body.liveness_undetermined,
+        )
+        if door is None:
+            raise ApiError(404, "door_not_found", f"door {door_id} does not exist")
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(409, "door_exists", f"a door named {body.name!r} already exists") from exc
+    return DoorOut.model_validate(door, from_attributes=True)
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)

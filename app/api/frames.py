@@ -6,15 +6,22 @@ import logging
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import DoorKey, ServicesDep
 from app.api.errors import ApiError
-from app.api.schemas import DecisionOut, PersonRef
+from app.api.schemas import DecisionOut, LivenessOut, PersonRef
 from app.api.uploads import read_upload, run_inference
 from app.services.container import Services
-from app.services.recognition import FramesResult, recognise
+from app.services.recognition import (
+    Burst,
+    DoorPolicy,
+    FramesResult,
+    TimestampError,
+    burst_times,
+    recognise,
+)
 from app.store import queries
 
 router = APIRouter(prefix="/v1/doors", tags=["recognition"])
@@ -43,6 +50,7 @@ def _record(
             latency_ms=latency_ms,
             model_version=services.pipeline.model_version,
             request_id=request_id,
+            liveness=result.liveness_record(),
         )
         session.commit()
         return DecisionOut(
@@ -54,30 +62,55 @@ def _record(
             second_distance=d.second_distance,
             frames=result.frames,
             frames_with_face=result.frames_with_face,
+            liveness=_liveness_out(result),
+            hint=result.hint,
             latency_ms=round(latency_ms, 2),
             model_version=services.pipeline.model_version,
             request_id=request_id,
         )
 
 
+def _liveness_out(result: FramesResult) -> LivenessOut | None:
+    live = result.liveness
+    if live is None:
+        return None
+    return LivenessOut(
+        outcome=live.outcome,
+        required=result.liveness_required,
+        score=live.score,
+        drivers=list(live.drivers),
+        cues=dict(live.cues),
+        track_frames=result.track_frames,
+    )
+
+
 @router.post("/{door_id}/frames", response_model=DecisionOut)
 async def post_frames(
+    *,
     request: Request,
     door_id: int,
     services: ServicesDep,
     key: DoorKey,
     frames: Annotated[list[UploadFile], File(description="One or more frames, in capture order.")],
+    timestamps: Annotated[
+        list[float] | None,
+        Form(description="Capture time of each frame in seconds (any origin), one per frame, increasing."),
+    ] = None,
 ) -> DecisionOut:
     """Decide whether to open the door; every decision, denied ones included, becomes an access event."""
     started = time.perf_counter()
     if key.door_id != door_id:
         raise ApiError(403, "wrong_door", f"this key belongs to door {key.door_id}, not door {door_id}")
 
-    def door_exists() -> bool:
+    def door_policy() -> DoorPolicy | None:
         with services.sessions() as session:
-            return queries.get_door(session, door_id) is not None
+            door = queries.get_door(session, door_id)
+            if door is None:
+                return None
+            return DoorPolicy(door.liveness_required, door.liveness_undetermined)
 
-    if not await run_in_threadpool(door_exists):
+    policy = await run_in_threadpool(door_policy)
+    if policy is None:
         raise ApiError(404, "door_not_found", f"door {door_id} does not exist")
     if len(frames) > services.settings.max_frames:
         raise ApiError(
@@ -85,11 +118,16 @@ async def post_frames(
             "too_many_frames",
             f"{len(frames)} frames sent; at most {services.settings.max_frames} per request",
         )
+    try:
+        burst_times(timestamps, len(frames), services.settings)  # checked here, before any inference
+    except TimestampError as exc:
+        raise ApiError(422, "bad_timestamps", str(exc)) from exc
     data = [
         await read_upload(f, services.settings.max_image_bytes, f"frame {i}") for i, f in enumerate(frames)
     ]
+    burst = Burst(data, policy, timestamps)
     result = await run_inference(
-        services, recognise, services.pipeline, services.index, data, services.settings
+        services, recognise, services.pipeline, services.index, services.settings, burst
     )
     latency_ms = (time.perf_counter() - started) * 1000.0
     out = await run_in_threadpool(_record, services, door_id, result, latency_ms, request.state.request_id)
@@ -107,6 +145,8 @@ async def post_frames(
             "reason": out.reason,
             "person_id": out.person.id if out.person else None,
             "distance": out.distance,
+            "liveness": out.liveness.outcome if out.liveness else None,
+            "liveness_score": out.liveness.score if out.liveness else None,
             "event_id": out.event_id,
             "latency_ms": out.latency_ms,
             "request_id": out.request_id,

@@ -14,12 +14,28 @@ class Strict(BaseModel):
 
 class DoorIn(Strict):
     name: str = Field(min_length=1, max_length=200)
+    liveness_required: bool = Field(
+        default=True,
+        description="Deny spoofs (reason 'spoof'); a still photo or a single frame can then never open it.",
+    )
+    liveness_undetermined: Literal["deny", "grant"] = Field(
+        default="deny",
+        description="What a burst whose head moved too little to judge does, when liveness is required.",
+    )
+
+
+class DoorPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    liveness_required: bool | None = None
+    liveness_undetermined: Literal["deny", "grant"] | None = None
 
 
 class DoorOut(BaseModel):
     id: int
     name: str
     created_at: datetime
+    liveness_required: bool
+    liveness_undetermined: str
 
 
 class KeyIn(Strict):
@@ -78,6 +94,15 @@ class PersonRef(BaseModel):
     name: str
 
 
+class LivenessOut(BaseModel):
+    outcome: Literal["live", "spoof", "undetermined"]
+    required: bool  # whether this door enforced it
+    score: float | None  # the classifier's P(live)
+    drivers: list[str]  # the cues that decided the outcome
+    cues: dict[str, float]
+    track_frames: int  # frames in which the judged face was found
+
+
 class DecisionOut(BaseModel):
     event_id: int
     decision: Literal["granted", "denied"]
@@ -87,6 +112,9 @@ class DecisionOut(BaseModel):
     second_distance: float | None
     frames: int
     frames_with_face: int
+    liveness: LivenessOut | None
+    # For the door client: "turn_head" asks the person for a small head turn and a new burst.
+    hint: str | None
     latency_ms: float
     model_version: str
     request_id: str

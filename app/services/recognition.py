@@ -1,46 +1,151 @@
-"""Recognition: a burst of door frames in, one decision with a reason out."""
+"""Recognition: a burst of door frames in, one decision with a reason out.
+
+The burst's subject is tracked across frames (`app.vision.tracking`); the same tracked face is
+matched against the gallery and judged for liveness, so identity and liveness always speak
+about one person. The door's policy then says what a spoof or an undetermined burst does.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from app.gallery.index import FaceIndex
 from app.gallery.matching import Decision, FrameMatch, decide_frame, fuse_frames
 from app.settings import Settings
 from app.vision.imageio import decode_image
-from app.vision.pipeline import FacePipeline, StageTimer
+from app.vision.liveness_types import LivenessResult, TrackedFace
+from app.vision.pipeline import Face, FacePipeline, StageTimer
+from app.vision.tracking import subject_track
+
+
+@dataclass(frozen=True)
+class DoorPolicy:
+    liveness_required: bool = True
+    liveness_undetermined: str = "deny"  # or "grant"
 
 
 @dataclass
 class FramesResult:
     decision: Decision
-    reason: str  # the decision's reason, or "low_quality" when every face was too small to judge
+    reason: str  # final: the match reason, "low_quality", "spoof" or "liveness_undetermined"
     frames: int
     frames_with_face: int
+    liveness: LivenessResult | None = None  # None when no frame had the subject's face
+    liveness_required: bool = True
+    track_frames: int = 0
+    hint: str | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
 
+    def liveness_record(self) -> dict[str, Any] | None:
+        """What the access event keeps of the liveness verdict (JSON)."""
+        if self.liveness is None:
+            return None
+        return {
+            "outcome": self.liveness.outcome,
+            "score": self.liveness.score,
+            "required": self.liveness_required,
+            "drivers": list(self.liveness.drivers),
+            "cues": dict(self.liveness.cues),
+            "track_frames": self.track_frames,
+        }
 
-def recognise(
-    pipeline: FacePipeline, index: FaceIndex, frames: list[bytes], settings: Settings
-) -> FramesResult:
-    """Decode every frame, take its largest face, match it, fuse the frames. CPU-heavy."""
+
+@dataclass(frozen=True)
+class Burst:
+    """One request's frames, in capture order, with the door's policy."""
+
+    frames: list[bytes]
+    policy: DoorPolicy
+    timestamps: list[float] | None = None  # client capture times, seconds; checked by burst_times
+
+
+class TimestampError(ValueError):
+    """Client frame timestamps that cannot describe one burst."""
+
+
+def burst_times(timestamps: Sequence[float] | None, frames: int, settings: Settings) -> list[float]:
+    """Seconds since the first frame: the client's timestamps, checked, or the nominal frame rate."""
+    if timestamps is None or len(timestamps) == 0:
+        return [i / settings.burst_nominal_fps for i in range(frames)]
+    if len(timestamps) != frames:
+        raise TimestampError(f"{len(timestamps)} timestamps for {frames} frames; send one per frame")
+    if not all(math.isfinite(t) for t in timestamps):
+        raise TimestampError("timestamps must be finite numbers (seconds)")
+    steps = np.diff(np.asarray(timestamps, dtype=np.float64))
+    if (steps <= 0).any():
+        raise TimestampError("timestamps must increase strictly, in capture order")
+    span = float(timestamps[-1] - timestamps[0])
+    if span > settings.burst_max_span_s:
+        raise TimestampError(
+            f"the frames span {span:.2f} s; one burst may span at most {settings.burst_max_span_s:g} s"
+        )
+    return [float(t - timestamps[0]) for t in timestamps]
+
+
+def apply_policy(reason: str, liveness: LivenessResult | None, policy: DoorPolicy) -> tuple[str, str | None]:
+    """The final reason and client hint, given the identity reason and the liveness verdict.
+
+    A spoof is reported as such whoever it impersonates (security staff want to see it even
+    when the face is unknown). An undetermined burst only matters when it would have opened
+    the door: then the door's policy decides, and the client is asked for a small head turn.
+    """
+    if liveness is None or not policy.liveness_required:
+        return reason, None
+    if liveness.outcome == "spoof":
+        return "spoof", None
+    if liveness.outcome == "undetermined" and reason == "match" and policy.liveness_undetermined == "deny":
+        return "liveness_undetermined", liveness.hint or "turn_head"
+    return reason, None
+
+
+def recognise(pipeline: FacePipeline, index: FaceIndex, settings: Settings, burst: Burst) -> FramesResult:
+    """Decode every frame, track the subject, match and judge that face, fuse. CPU-heavy."""
+    frames, policy = burst.frames, burst.policy
+    times = burst_times(burst.timestamps, len(frames), settings)
     timer = StageTimer()
-    matches: list[FrameMatch] = []
-    too_small = 0
+    decoded: list[tuple[NDArray[np.uint8], list[Face]]] = []
     for data in frames:
         with timer.stage("decode"):
             bgr = decode_image(data, max_pixels=settings.max_image_pixels)
-        faces = pipeline.faces(bgr, timer)
-        if not faces:
+        decoded.append((bgr, pipeline.faces(bgr, timer)))
+    track = subject_track([[f.box for f in faces] for _, faces in decoded])
+
+    matches: list[FrameMatch] = []
+    observed: list[TrackedFace] = []
+    too_small = 0
+    for (bgr, faces), k, t in zip(decoded, track, times, strict=True):
+        if k is None:
             continue
-        # The person at the door is the nearest, hence largest, face in the frame.
-        face = max(faces, key=lambda f: f.width)
+        face = faces[k]
         if face.width < settings.recognize_min_face_px:
             too_small += 1
             continue
         with timer.stage("search"):
             hits = index.search_people(face.embedding[None, :], k_people=2)[0]
         matches.append(decide_frame(hits, settings.tau, settings.match_margin))
+        observed.append(TrackedFace(t=t, box=face.box, landmarks=face.landmarks, frame=bgr))
+
     decision = fuse_frames(matches, len(frames))
-    reason = "low_quality" if decision.reason == "no_face" and too_small else decision.reason
-    return FramesResult(decision, reason, len(frames), len(matches), timer.ms)
+    reason: str = "low_quality" if decision.reason == "no_face" and too_small else decision.reason
+    liveness = None
+    if observed:
+        with timer.stage("liveness"):
+            liveness = pipeline.liveness.judge(observed)
+    reason, hint = apply_policy(reason, liveness, policy)
+    return FramesResult(
+        decision=decision,
+        reason=reason,
+        frames=len(frames),
+        frames_with_face=len(matches),
+        liveness=liveness,
+        liveness_required=policy.liveness_required,
+        track_frames=len(observed),
+        hint=hint,
+        stage_ms=timer.ms,
+    )
