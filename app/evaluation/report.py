@@ -10,9 +10,11 @@ Slots in the report and who fills them:
 
 - ``verification``: :func:`verification_section` (``PairsReport``, 1:1 on image pairs)
 - ``openset``: :func:`openset_section` (``OpenSetResult``, 1:N at the door)
-- ``calibration``: τ calibration (not here yet): a ``calibration_section(result, out_dir)``
-- ``pair_classifier``: the learned pair classifier vs the distance (not here yet)
-- ``liveness``: presentation-attack detection (not here yet)
+- ``calibration``: :func:`calibration_section` (``OpenSetCalibration``, τ against the stranger
+  false-accept rate on the open-set gallery, from :mod:`app.gallery.calibration`)
+- ``pair_classifier``: :func:`pair_classifier_section` (``PairClassifierResult``, the learned
+  pair head against the plain distance on the pairs CSVs)
+- ``liveness``: :func:`liveness_section` (``LivenessReport``, ISO/IEC 30107-3 rates)
 
 A new section is a function ``(result objects, out_dir: Path) -> Section`` with its ``key`` one
 of these; the ``eval report`` command collects the ones it can compute.
@@ -21,15 +23,51 @@ of these; the ``eval report`` command collects the ones it can compute.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from app.evaluation.metrics import OperatingPoint, operating_point
-from app.evaluation.openset import FPIR_TARGETS, OpenSetResult
-from app.evaluation.pairs import FAR_TARGETS, PairsReport
-from app.evaluation.plots import BLUE, ORANGE, RED, VLine, det_chart, histogram_chart, roc_chart
+import numpy as np
+from numpy.typing import NDArray
+
+from app.evaluation.liveness_eval import MIN_FACE_FRAMES, BurstResult, LivenessReport
+from app.evaluation.liveness_metrics import Rate, acquisition_failures
+from app.evaluation.liveness_render import ATTACK_TYPES
+from app.evaluation.metrics import OperatingPoint, at_false_accept, operating_point, tradeoff
+from app.evaluation.openset import (
+    FPIR_TARGETS,
+    GalleryRow,
+    OpenSetResult,
+    ProbeRow,
+    read_gallery,
+    read_probes,
+    select,
+)
+from app.evaluation.pair_classifier import PairClassifier
+from app.evaluation.pairs import FAR_TARGETS, PairsReport, encode_images, read_pairs
+from app.evaluation.plots import (
+    BLUE,
+    GREEN,
+    ORANGE,
+    PURPLE,
+    RED,
+    Axis,
+    Marker,
+    Series,
+    VLine,
+    det_chart,
+    histogram_chart,
+    line_chart,
+    log_floor,
+    roc_chart,
+)
+from app.gallery.calibration import CalibrationReport, calibrate, impostor_sample, stranger_sample
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+    from app.vision.pipeline import FacePipeline
 
 SECTION_ORDER: tuple[str, ...] = ("verification", "openset", "calibration", "pair_classifier", "liveness")
 SECTION_TITLES = {
@@ -283,6 +321,576 @@ def openset_section(results: Sequence[OpenSetResult], out_dir: Path) -> Section:
     )
     table = "\n".join([head, rule, *rows])
     return Section("openset", f"{intro}\n\n{table}\n\n![DET]({chart.name})\n")
+
+
+# ----------------------------------------------------------------------------- calibration
+
+_CURVE_STEP = 0.05  # τ rows shown in the calibration table (the chart uses every grid point)
+_LOOK_ALIKES_SHOWN = 10
+CALIBRATION_TARGETS = (1e-3,)  # quoted beside FACEGATE_TARGET_STRANGER_FAR
+
+
+@dataclass(frozen=True)
+class OpenSetCalibration:
+    """:func:`app.gallery.calibration.calibrate` on the open-set gallery at one shot count."""
+
+    shots: int
+    report: CalibrationReport
+    names: dict[int, str]  # person id -> identity in the gallery CSV
+    strangers_no_face: int  # non-enrolled probes without a face (not reference strangers)
+
+
+def calibrate_openset(
+    gallery: Sequence[GalleryRow],
+    probes: Sequence[ProbeRow],
+    embeddings: Mapping[Path, NDArray[np.float32] | None],
+    *,
+    shots: int,
+    tau: float,
+    target_far: float,
+    dim: int,
+) -> OpenSetCalibration:
+    """Enrolled encodings as the templates, the non-enrolled probes' encodings as the strangers.
+
+    Person ids are given in gallery order from 1, as :func:`app.evaluation.openset.search_probes`
+    numbers them; gallery photos and probes without a face take no part.
+    """
+    person_of = {name: i for i, name in enumerate(dict.fromkeys(r.identity for r in gallery), start=1)}
+    enrolled = [(person_of[r.identity], e) for r in gallery if (e := embeddings[r.file]) is not None]
+    vectors = np.stack([e for _, e in enrolled]) if enrolled else np.empty((0, dim), np.float32)
+    person_ids = np.array([pid for pid, _ in enrolled], dtype=np.int64)
+    sample = impostor_sample(np.arange(1, len(enrolled) + 1, dtype=np.int64), person_ids, vectors)
+    strangers = [embeddings[p.file] for p in probes if not p.is_enrolled]
+    found = [e for e in strangers if e is not None]
+    reference = stranger_sample(
+        np.stack(found) if found else np.empty((0, dim), np.float32), person_ids, vectors
+    )
+    report = calibrate(
+        sample,
+        tau=tau,
+        target_far=target_far,
+        strangers=reference if found else None,
+    )
+    names = {pid: name for name, pid in person_of.items()}
+    return OpenSetCalibration(shots, report, names, len(strangers) - len(found))
+
+
+def openset_calibration(
+    pipeline: FacePipeline,
+    settings: Settings,
+    gallery_csv: Path,
+    probes_csv: Path,
+    shots: int,
+    *,
+    limit: int | None = None,
+    cache_dir: Path | None = None,
+) -> OpenSetCalibration:
+    """The open-set CSVs at ``shots`` (as ``eval openset`` reads them) through :func:`calibrate_openset`."""
+    gallery, probes = select(read_gallery(gallery_csv, shots), read_probes(probes_csv), limit)
+    if not gallery:
+        raise ValueError(f"{gallery_csv}: no gallery rows with min_shots <= {shots}")
+    files = sorted({r.file for r in gallery} | {p.file for p in probes})
+    embeddings = encode_images(pipeline, files, cache_dir)
+    return calibrate_openset(
+        gallery,
+        probes,
+        embeddings,
+        shots=shots,
+        tau=settings.tau,
+        target_far=settings.target_stranger_far,
+        dim=pipeline.encoder.dim,
+    )
+
+
+def _g(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _shots(n: int) -> str:
+    return f"{n} shot{'s' if n > 1 else ''}"
+
+
+def calibration_chart(results: Sequence[OpenSetCalibration], path: Path) -> Path:
+    """Predicted and observed stranger FAR per attempt against τ (log y), one pair per shot count."""
+    first = results[0].report
+    colors = ((BLUE, ORANGE), (GREEN, PURPLE))
+    series: list[Series] = []
+    positive: list[float] = []
+    strangers = max((r.report.strangers.strangers for r in results if r.report.strangers), default=0)
+    for i, result in enumerate(results):
+        predicted_color, observed_color = colors[i % len(colors)]
+        curve = result.report.curve
+        taus = np.array([p.tau for p in curve], dtype=np.float64)
+        predicted = np.array([p.far_attempt for p in curve], dtype=np.float64)
+        positive += [float(v) for v in predicted if v > 0.0]
+        label = _shots(result.shots)
+        series.append(Series(f"predicted, {label}", taus, predicted, predicted_color))
+        if result.report.strangers is not None:
+            observed = np.array([p.stranger_far or 0.0 for p in curve], dtype=np.float64)
+            positive += [float(v) for v in observed if v > 0.0]
+            series.append(
+                Series(f"observed ({strangers} strangers), {label}", taus, observed, observed_color)
+            )
+    x_lo = min(p.tau for r in results for p in r.report.curve)
+    x_hi = max(p.tau for r in results for p in r.report.curve)
+    # Down to half a stranger (zero observed sits on the edge), but no lower than 1e-6.
+    floor = min([*positive, 0.5 / strangers if strangers else 1.0, first.target_far])
+    y_lo = max(1e-6, log_floor(floor))
+    series.append(
+        Series(
+            f"target {first.target_far:g}",
+            np.array([x_lo, x_hi]),
+            np.array([first.target_far, first.target_far]),
+            RED,
+        )
+    )
+    markers = [
+        Marker(f"tau = {r.report.tau:.2f}, {_shots(r.shots)}", r.report.tau, max(r.report.far_at_tau, y_lo))
+        for r in results
+        if r.report.far_at_tau is not None
+    ]
+    return line_chart(
+        path,
+        f"Stranger false accepts per attempt at K = {first.people}",
+        x=Axis("tau (accept below)", x_lo, x_hi),
+        y=Axis("stranger FAR per attempt", y_lo, 1.0, log=True),
+        series=series,
+        markers=markers[:1],
+        legend_corner="br",
+    )
+
+
+def _calibration_part(result: OpenSetCalibration) -> str:
+    r = result.report
+    rows: list[tuple[str, str]] = [
+        (
+            "people / templates / impostor comparisons",
+            f"{r.people} / {r.templates} / {r.comparisons:,}"
+            + ("" if r.complete else f" (from {r.probes:,} templates)"),
+        )
+    ]
+    if r.strangers is not None:
+        rows.append(
+            (
+                "reference strangers (non-enrolled probes with a face)",
+                f"{r.strangers.strangers} ({result.strangers_no_face} without a face left out)",
+            )
+        )
+    if r.model is None:
+        rows.append(("tail model", "too few comparisons: no prediction"))
+    else:
+        m = r.model
+        rows.append(
+            (
+                "tail model (normal on the lowest comparisons)",
+                f"mean {m.mu:.4f}, sd {m.sigma:.4f}, lowest {m.tail_fraction:.1%} ({m.points:,}), "
+                f"probit R² {m.r2:.4f}",
+            )
+        )
+        k_max = "unbounded" if r.max_people_at_tau is None else f"{r.max_people_at_tau:,}"
+        rows += [
+            (f"FMR per comparison at τ = {r.tau:.3f}", _g(r.fmr_at_tau)),
+            (f"predicted stranger FAR per attempt at τ = {r.tau:.3f}, K = {r.people}", _g(r.far_at_tau)),
+            (f"largest K that τ = {r.tau:.3f} keeps under FAR {r.target_far:g}", k_max),
+        ]
+    if r.strangers is not None:
+        s = r.strangers
+        rows.append(
+            (
+                f"observed stranger FAR at τ = {r.tau:.3f}",
+                f"{_g(s.observed_far_at_tau)} ({s.matches_at_tau} of {s.strangers})",
+            )
+        )
+    for target in sorted({r.target_far, *CALIBRATION_TARGETS}, reverse=True):
+        rec = r.recommendation(target)
+        if rec is None:
+            continue
+        which = " (FACEGATE_TARGET_STRANGER_FAR)" if math.isclose(target, r.target_far) else ""
+        enough = ""
+        if rec.strangers_sufficient is False:
+            enough = f"; {r.strangers.strangers if r.strangers else 0} strangers are too few to observe it"
+        rows.append(
+            (
+                f"recommended τ for FAR {target:g}{which}",
+                f"{_f(rec.tau)} (gallery {_f(rec.tau_gallery)}, strangers {_f(rec.tau_strangers)}; "
+                f"FMR per comparison {_g(rec.fmr_per_comparison)}{enough})",
+            )
+        )
+    table = "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+    curve_rows = [
+        f"| {p.tau:.2f}{' (τ)' if p.tau == r.tau else ''} | {p.matches:,} | {_g(p.fmr_empirical)} | "
+        f"{_g(p.fmr_model)} | {_g(p.far_attempt)} | "
+        + ("-" if p.stranger_far is None else f"{_g(p.stranger_far)} ({p.stranger_matches})")
+        + " |"
+        for p in r.curve
+        if abs(p.tau / _CURVE_STEP - round(p.tau / _CURVE_STEP)) < 1e-6 or p.tau == r.tau
+    ]
+    curve = "\n".join(
+        [
+            "| τ | impostor comparisons below | FMR seen | FMR model | predicted FAR at K | "
+            "observed FAR (strangers) |",
+            "|---|---|---|---|---|---|",
+            *curve_rows,
+        ]
+    )
+    part = [f"### {_shots(result.shots)}\n", table, "", curve, ""]
+    if r.look_alikes:
+        part.append("Closest different people (nearest templates):\n")
+        part += ["| distance | person | person |", "|---|---|---|"]
+        for pair in r.look_alikes[:_LOOK_ALIKES_SHOWN]:
+            below = " (below τ)" if pair.distance < r.tau else ""
+            part.append(
+                f"| {pair.distance:.3f}{below} | {result.names.get(pair.person_a, pair.person_a)} | "
+                f"{result.names.get(pair.person_b, pair.person_b)} |"
+            )
+        part.append("")
+    if r.warning:
+        part += [f"**Warning:** {r.warning}", ""]
+    return "\n".join(part)
+
+
+def calibration_section(results: Sequence[OpenSetCalibration], out_dir: Path) -> Section:
+    if not results:
+        raise ValueError("no calibration results")
+    chart = calibration_chart(results, out_dir / "calibration-far.png")
+    intro = (
+        "`facegate calibrate`'s arithmetic (`app.gallery.calibration`) on the open-set gallery: the "
+        "impostor comparisons are every enrolled template against each other person's nearest "
+        "template; FMR(τ) per comparison is the larger of the share seen and a normal fitted to the "
+        "lowest comparisons; a stranger's attempt at the door makes K comparisons, so the predicted "
+        "FAR per attempt is 1 - (1 - FMR)^K. The observed FAR is the share of the non-enrolled probes "
+        "whose nearest enrolled person is below τ (the open-set FPIR). With n strangers an observed "
+        "rate below about 3/n cannot be shown; on the chart an observed 0 sits on the bottom edge."
+    )
+    parts = [_calibration_part(r) for r in results]
+    return Section("calibration", f"{intro}\n\n" + "\n".join(parts) + f"\n![stranger FAR]({chart.name})\n")
+
+
+# ----------------------------------------------------------------------------- pair classifier
+
+
+def roc_auc(positive: NDArray[np.float64], negative: NDArray[np.float64]) -> float:
+    """P(a positive's distance < a negative's), ties counting half; NaN (no face) is +inf."""
+    pos = np.where(np.isnan(positive), np.inf, np.asarray(positive, dtype=np.float64))
+    neg = np.sort(np.where(np.isnan(negative), np.inf, np.asarray(negative, dtype=np.float64)))
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("AUC needs both positives and negatives")
+    below = np.searchsorted(neg, pos, side="left")
+    upto = np.searchsorted(neg, pos, side="right")
+    greater = len(neg) - upto
+    ties = upto - below
+    return float((greater.sum() + 0.5 * ties.sum()) / (len(pos) * len(neg)))
+
+
+@dataclass(frozen=True)
+class TrainingOverlap:
+    """Whether a pairs CSV is among the exported head's training data (from the sidecar)."""
+
+    trained_on: bool
+    note: str
+
+
+def training_overlap(csv_path: Path, folds: Sequence[int], meta: Mapping[str, Any]) -> TrainingOverlap:
+    """Compare a pairs CSV with the sidecar's ``training`` record (CSV paths relative to shared/faces)."""
+    training = meta.get("training", {})
+    path = csv_path.resolve().as_posix()
+    for key, folds_key in (("pairs_csv", "pairs_csv_folds"), ("extra_csv", "extra_csv_folds")):
+        rel = training.get(key)
+        if not isinstance(rel, str) or not path.endswith("/" + rel.lstrip("/")):
+            continue
+        trained_folds = set(training.get(folds_key, []))
+        seen = sorted(set(folds) & trained_folds)
+        if seen:
+            return TrainingOverlap(
+                True,
+                f"the exported head was trained on {rel} folds {', '.join(map(str, sorted(trained_folds)))}, "
+                f"and these pairs come from folds {', '.join(map(str, seen))}: not held out",
+            )
+        return TrainingOverlap(False, f"{rel} folds {', '.join(map(str, sorted(set(folds))))} were held out")
+    return TrainingOverlap(
+        False,
+        f"{csv_path.name} is not one of the head's training CSVs "
+        f"({training.get('pairs_csv', '?')}, {training.get('extra_csv', '?')}); "
+        "an LFW identity may still be in both",
+    )
+
+
+@dataclass(frozen=True)
+class PairClassifierResult:
+    report: PairsReport  # the distance's results on the same rows
+    p_same: NDArray[np.float64]  # the head's output per pair in CSV order, NaN without a face
+    folds: tuple[int, ...]  # the CSV's folds in these rows
+    overlap: TrainingOverlap
+    meta: Mapping[str, Any]  # the sidecar
+    threshold: float  # the head says "same" at p >= threshold
+
+    @property
+    def head_scores(self) -> NDArray[np.float64]:
+        """1 - p: distance-like (smaller = more alike), so the distance's metrics apply."""
+        return np.asarray(1.0 - self.p_same, dtype=np.float64)
+
+    @property
+    def head_accuracy(self) -> float:
+        valid = ~np.isnan(self.p_same)
+        said_same = np.zeros(len(self.p_same), dtype=bool)
+        said_same[valid] = self.p_same[valid] >= self.threshold
+        return float(((said_same == self.report.same) & valid).mean())
+
+
+def score_pairs(
+    classifier: PairClassifier,
+    pipeline: FacePipeline,
+    csv_path: Path,
+    report: PairsReport,
+    *,
+    limit: int | None = None,
+    cache_dir: Path | None = None,
+) -> PairClassifierResult:
+    """The head's p(same) for the rows ``report`` was computed on (same CSV, same ``limit``)."""
+    rows = read_pairs(csv_path, limit)
+    if len(rows) != report.pairs:
+        raise ValueError(f"{csv_path}: {len(rows)} rows, but the distance report has {report.pairs}")
+    embeddings = encode_images(pipeline, sorted({p for _, a, b, _ in rows for p in (a, b)}), cache_dir)
+    p_same = np.full(len(rows), np.nan, dtype=np.float64)
+    found = [
+        (i, ea, eb)
+        for i, (_, a, b, _) in enumerate(rows)
+        if (ea := embeddings[a]) is not None and (eb := embeddings[b]) is not None
+    ]
+    if found:
+        scores = classifier.score(np.stack([ea for _, ea, _ in found]), np.stack([eb for _, _, eb in found]))
+        p_same[[i for i, _, _ in found]] = scores.astype(np.float64)
+    folds = tuple(sorted({f for f, *_ in rows}))
+    return PairClassifierResult(
+        report=report,
+        p_same=p_same,
+        folds=folds,
+        overlap=training_overlap(csv_path, folds, classifier.meta),
+        meta=classifier.meta,
+        threshold=classifier.threshold,
+    )
+
+
+def _scored(scores: NDArray[np.float64], same: NDArray[np.bool_], name: str) -> list[str]:
+    cells = [f"{roc_auc(scores[same], scores[~same]):.4f}"]
+    for far in FAR_TARGETS:
+        cells.append(pct(at_false_accept(scores[same], scores[~same], far).true_accept))
+    return cells
+
+
+def _sidecar_table(meta: Mapping[str, Any]) -> str | None:
+    features = meta.get("features")
+    cv = meta.get("cross_validation", {}).get(features) if isinstance(features, str) else None
+    if not isinstance(cv, Mapping) or "head" not in cv or "distance" not in cv:
+        return None
+    head, dist = cv["head"], cv["distance"]
+
+    def num(d: Mapping[str, Any], key: str, fmt: str) -> str:
+        v = d.get(key)
+        return fmt.format(v) if isinstance(v, int | float) else "-"
+
+    rows = [
+        ("ROC AUC", num(dist, "auc", "{:.4f}"), num(head, "auc", "{:.4f}")),
+        (
+            "accuracy (distance: τ chosen on the other folds; head: p ≥ 0.5)",
+            f"{num(dist, 'accuracy_mean', '{:.2%}')} ± {num(dist, 'accuracy_std', '{:.2%}')}",
+            f"{num(head, 'accuracy_mean', '{:.2%}')} ± {num(head, 'accuracy_std', '{:.2%}')}",
+        ),
+    ]
+    for far in FAR_TARGETS:
+        key = f"tar_at_far_{far:g}"
+        rows.append((f"TAR at FAR = {far:g}", num(dist, key, "{:.2%}"), num(head, key, "{:.2%}")))
+    folds = len(cv.get("folds", []))
+    return "\n".join(
+        [
+            f"| held out ({folds}-fold, sidecar) | L2 distance | head ({features}) |",
+            "|---|---|---|",
+            *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        ]
+    )
+
+
+def pair_classifier_section(results: Sequence[PairClassifierResult], source: Path, out_dir: Path) -> Section:
+    if not results:
+        raise ValueError("no pair classifier results")
+    meta = results[0].meta
+    features = meta.get("features", "?")
+    training = meta.get("training", {})
+    intro = (
+        f"The logistic head over the pair feature `{features}` (`{source}`, trained by "
+        f"`models/train_pair_classifier.py` on {training.get('pairs', '?')} pairs: "
+        f"{training.get('pairs_csv', '?')} folds {training.get('pairs_csv_folds', '?')} and "
+        f"{training.get('extra_csv', '?')}) against the plain L2 distance. The service does not use it. "
+        "Its held-out figures come from the sidecar's cross-validation: each fold scored by a head "
+        "trained on that fold's complement (the other folds, and the extra pairs sharing no identity "
+        "with the fold)."
+    )
+    held_out = _sidecar_table(meta)
+    parts = [intro, ""]
+    for result in results:
+        report = result.report
+        same = report.same
+        distance = report.distances
+        head = result.head_scores
+        name = report.name
+        roc = roc_chart(
+            out_dir / f"pair-classifier-{name}-roc.png",
+            f"ROC, head vs distance, {name}" + ("" if not result.overlap.trained_on else " (training pairs)"),
+            [
+                ("L2 distance", tradeoff(distance[same], distance[~same])),
+                (f"head ({features})", tradeoff(head[same], head[~same])),
+            ],
+        )
+        d_cells, h_cells = _scored(distance, same, "distance"), _scored(head, same, "head")
+        rows = [
+            ("ROC AUC", d_cells[0], h_cells[0]),
+            (
+                f"accuracy (distance: τ = {report.tau:.3f}; head: p ≥ {result.threshold:g})",
+                pct(report.accuracy_at_tau),
+                pct(result.head_accuracy),
+            ),
+            *((f"TAR at FAR = {far:g}", d_cells[1 + i], h_cells[1 + i]) for i, far in enumerate(FAR_TARGETS)),
+        ]
+        what = "in-sample, not held out" if result.overlap.trained_on else "held out"
+        table = "\n".join(
+            [
+                f"| {name}: {report.pairs:,} pairs ({what}) | L2 distance | head ({features}) |",
+                "|---|---|---|",
+                *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+            ]
+        )
+        parts.append(f"### {name}\n")
+        if result.overlap.trained_on:
+            parts.append(
+                f"These pairs are the head's training data ({result.overlap.note}), so the comparison "
+                "on them is not held-out and flatters the head. The held-out figures are the sidecar's:\n"
+            )
+            parts += [held_out or "(the sidecar has no cross-validation figures)", "", table, ""]
+        else:
+            parts += [f"Held out: {result.overlap.note}.\n", table, ""]
+            if held_out is not None:
+                parts += ["The sidecar's own held-out figures, for reference:\n", held_out, ""]
+        parts += [f"![ROC head vs distance]({roc.name})", ""]
+    return Section("pair_classifier", "\n".join(parts))
+
+
+def pair_classifier_skipped(path: Path, why: str) -> Section:
+    return Section(
+        "pair_classifier",
+        f"Skipped: {why} (`{path}`). Train it with `python models/train_pair_classifier.py`, "
+        "or point `--pair-classifier` at it.\n",
+    )
+
+
+# ----------------------------------------------------------------------------- liveness
+
+
+def _rate(rate: Rate) -> str:
+    return "n/a" if math.isnan(rate.value) else f"{pct(rate.value)} ({rate.errors}/{rate.total})"
+
+
+def _outcome_cells(results: Sequence[BurstResult]) -> list[str]:
+    counts = {"live": 0, "spoof": 0, "undetermined": 0}
+    for r in results:
+        if r.result is not None:
+            counts[r.result.outcome] += 1
+    return [
+        str(len(results)),
+        *(str(v) for v in counts.values()),
+        str(sum(r.result is None for r in results)),
+    ]
+
+
+LIVENESS_LIMITS = (
+    "- **3-D masks** are not rendered here: a rigid or silicone mask has depth, parallax and no "
+    "screen or print texture, so the cues that catch prints and screens do not apply; none was tested.",
+    "- **Replayed video of a turning head**: the screen attack here replays a still photo; a video of "
+    "the enrolled person moving their head shows the motion the liveness check looks for, and only "
+    "screen texture, moiré or glare can betray it.",
+    "- **Injected frames**: whoever steals a door's API key can send any JPEG frames (a rendered or "
+    "recorded live face) straight to the service; liveness judges pixels and cannot tell that no camera "
+    "took them. Key hygiene and a second factor are the defences.",
+)
+
+
+def liveness_section(report: LivenessReport, attacks_per_type: int, out_dir: Path) -> Section:
+    """The `eval liveness` table as Markdown (``out_dir`` unused: no chart)."""
+    del out_dir
+    by_type = report.apcer_by_type()
+    rows = []
+    for attack_type in ATTACK_TYPES:
+        of_type = [b for b in report.attacks if b.label == attack_type]
+        rows.append([attack_type, *_outcome_cells(of_type), f"APCER {_rate(by_type[attack_type])}"])
+    judged_live = any(b.result is not None for b in report.live)
+    rows.append(
+        [
+            "live video",
+            *_outcome_cells(report.live),
+            f"BPCER {_rate(report.bpcer())}" if judged_live else "n/a",
+        ]
+    )
+    table = "\n".join(
+        [
+            "| set | bursts | live | spoof | undetermined | no face | error rate |",
+            "|---|---|---|---|---|---|---|",
+            *("| " + " | ".join(r) + " |" for r in rows),
+        ]
+    )
+    summary: list[tuple[str, str]] = []
+    if any(r.total for r in by_type.values()):
+        worst_type, worst_rate = report.worst()
+        summary.append(("APCER, worst attack type", f"{_rate(worst_rate)} ({worst_type})"))
+    if judged_live:
+        summary += [
+            ("BPCER (live bursts not let in)", _rate(report.bpcer())),
+            ("  of which undetermined", _rate(report.live_undetermined())),
+        ]
+        if report.attacks:
+            point = report.bpcer_at_apcer(0.01)
+            threshold = "none reaches it" if math.isinf(point.threshold) else f"{point.threshold:.4f}"
+            summary.append(
+                ("BPCER at APCER ≤ 1% (every type)", f"{pct(point.bpcer)} (threshold on P(live) {threshold})")
+            )
+    failures = {t: acquisition_failures(ps) for t, ps in report.attacks_by_type().items()}
+    failures["live video"] = acquisition_failures(report.live_presentations)
+    summary.append(
+        (
+            f"failures to acquire (face in < {MIN_FACE_FRAMES} frames; not in the rates)",
+            ", ".join(f"{k} {v}" for k, v in failures.items()),
+        )
+    )
+    if report.photos_without_face:
+        summary.append(("photos with no face (no attack rendered)", str(len(report.photos_without_face))))
+    summary_table = "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in summary)])
+    intro = (
+        f"ISO/IEC 30107-3 terms; a burst of frames is one presentation, judged as the service judges a "
+        f"door request. {attacks_per_type} photos from `../shared/faces` rendered as each attack type "
+        "(flat print, bent print, screen); bona fide bursts are windows cut from the real video. APCER = "
+        "attacks let in as live, BPCER = live bursts not let in (spoof or undetermined). With "
+        f"{attacks_per_type} attacks per type, an APCER of 0 only bounds the true rate below about "
+        f"{3 / attacks_per_type:.0%} (rule of three)."
+    )
+    parts = [intro, "", table, "", summary_table, ""]
+    if report.stills:
+        parts += [
+            "Stills (`spoof/silent_face_antispoofing`, each sent as a burst of noisy copies; a smoke "
+            "test, no error rate):\n",
+            "| truth | image | verdict | P(live) | decided by |",
+            "|---|---|---|---|---|",
+        ]
+        for s in report.stills:
+            r = s.result
+            verdict = "no face" if r is None else r.outcome
+            score = "-" if r is None or r.score is None else f"{r.score:.3f}"
+            drivers = "-" if r is None or not r.drivers else ", ".join(r.drivers)
+            parts.append(f"| {s.label} | `{s.source}` | {verdict} | {score} | {drivers} |")
+        parts.append("")
+    parts += ["Known limits, not measured here:\n", *LIVENESS_LIMITS, ""]
+    return Section("liveness", "\n".join(parts))
 
 
 # ----------------------------------------------------------------------------- the page
