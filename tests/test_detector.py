@@ -258,13 +258,12 @@ def test_small_images_match_dlib(detector: FaceDetector, dlib_detector: Any, sha
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (2, 2, 3), (4, 7, 3), (0, 5, 3)])
 def test_images_too_small_for_the_network_have_no_faces(
-    detector: FaceDetector, dlib_detector: Any, shape: tuple[int, ...]
+    detector: FaceDetector, shape: tuple[int, ...]
 ) -> None:
+    # dlib throws on these ("Filter windows must be small enough"), and under some heap layouts
+    # crashes the whole test process instead, so the oracle is not asked.
     img = np.zeros(shape, dtype=np.uint8)
     assert detector.detect(img) == []
-    if img.size:
-        with pytest.raises(RuntimeError, match="Filter windows must be small enough"):
-            dlib_detector(img, 0)  # dlib throws instead
 
 
 def test_concurrent_calls_match_sequential(detector: FaceDetector, astronaut: NDArray[np.uint8]) -> None:
