@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from app.settings import Settings, get_settings
@@ -120,9 +121,11 @@ def eval_verify(
     pairs: Annotated[Path, typer.Option(help="CSV fold,img1,img2,same (paths relative to the CSV).")],
     tau: Annotated[float | None, typer.Option(help="Threshold; default FACEGATE_TAU.")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only this many pairs (half same, half not).")] = None,
+    plots: Annotated[Path | None, typer.Option(help="PNG chart folder; default <data_dir>/reports.")] = None,
 ) -> None:
-    """Verification accuracy of the whole pipeline (detect, landmarks, align, encode) on image pairs."""
+    """Verification accuracy (fold cross-validation), ROC, TAR@FAR and EER of the whole pipeline on pairs."""
     from app.evaluation.pairs import evaluate_pairs
+    from app.evaluation.report import verification_charts, verification_lines
     from app.vision.pipeline import FacePipeline
 
     _setup_logging()
@@ -136,22 +139,203 @@ def eval_verify(
         limit,
         cache_dir=settings.data_dir / "cache",
     )
-    typer.echo(
-        f"pairs {report.pairs}, images {report.images}, images with no face found {len(report.no_face)}"
-    )
-    for path in report.no_face:
-        typer.echo(f"  no face: {path}")
-    typer.echo(f"accuracy at tau={report.tau:.3f}: {report.accuracy_at_tau * 100:.2f}%")
-    if report.folds:
-        for fold in report.folds:
-            typer.echo(
-                f"  fold {fold.fold}: tau={fold.tau:.4f} (chosen on the other folds) "
-                f"accuracy {fold.accuracy * 100:.2f}%"
-            )
-        typer.echo(
-            f"accuracy with tau chosen on the other folds: {report.cv_accuracy * 100:.2f}% "
-            f"+/- {report.cv_std * 100:.2f} over {len(report.folds)} folds"
+    for line in verification_lines(report):
+        typer.echo(line)
+    if 0 < report.same.sum() < report.pairs:
+        charts = verification_charts(report, plots or settings.data_dir / "reports")
+        typer.echo(f"charts: {charts.roc} {charts.distances}")
+
+
+@eval_cli.command("openset")
+def eval_openset(
+    gallery: Annotated[Path, typer.Option(help="CSV identity,file,min_shots (paths relative to the CSV).")],
+    probes: Annotated[Path, typer.Option(help="CSV file,true_identity,is_enrolled (relative paths).")],
+    *,
+    shots: Annotated[int, typer.Option(help="Enrol the gallery rows with min_shots <= this (1 or 3).")] = 1,
+    tau: Annotated[float | None, typer.Option(help="Operating point; default FACEGATE_TAU.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N enrolled people, N strangers.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="DET chart folder; default <data_dir>/reports.")] = None,
+) -> None:
+    """Open-set search at the door: FNIR at FPIR 1%, 0.3%, 0.1%, rank-1 rate, DET curve (NIST FRVT 1:N)."""
+    from app.evaluation.openset import evaluate_openset
+    from app.evaluation.report import openset_chart, openset_lines
+    from app.vision.pipeline import FacePipeline
+
+    _setup_logging()
+    settings = get_settings()
+    ensure_models(settings)
+    pipeline = FacePipeline.load(settings)
+    try:
+        cache = settings.data_dir / "cache"
+        result = evaluate_openset(
+            pipeline, settings, gallery, probes, shots, tau=tau, limit=limit, cache_dir=cache
         )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for line in openset_lines(result):
+        typer.echo(line)
+    target = plots or settings.data_dir / "reports"
+    chart = openset_chart([result], target / f"openset-shots{shots}-det.png")
+    typer.echo(f"chart: {chart}")
+
+
+@eval_cli.command("report")
+def eval_report(
+    *,
+    pairs: Annotated[list[Path] | None, typer.Option(help="Pairs CSV (repeat for several).")] = None,
+    gallery: Annotated[Path | None, typer.Option(help="Open-set gallery CSV (with --probes).")] = None,
+    probes: Annotated[Path | None, typer.Option(help="Open-set probes CSV (with --gallery).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report directory; default <data_dir>/reports.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Quick run: --limit for every evaluation.")] = None,
+    pair_classifier: Annotated[
+        Path, typer.Option(help="The pair head (ONNX + JSON sidecar) scored on --pairs; skipped if absent.")
+    ] = Path("var/models-extra/pair_classifier.onnx"),
+    liveness_attacks: Annotated[
+        int, typer.Option(min=0, help="Liveness: attacks per type (slow; 0 leaves the section out).")
+    ] = 0,
+    faces: Annotated[Path, typer.Option(help="The shared real-face folder (liveness).")] = Path(
+        "../shared/faces"
+    ),
+) -> None:
+    """One Markdown page (report.md, plus its PNG charts) with every evaluation it is given data for."""
+    from app.evaluation.openset import evaluate_openset
+    from app.evaluation.pair_classifier import PairClassifier
+    from app.evaluation.pairs import evaluate_pairs
+    from app.evaluation.report import (
+        Section,
+        calibration_section,
+        liveness_section,
+        openset_calibration,
+        openset_section,
+        pair_classifier_section,
+        pair_classifier_skipped,
+        score_pairs,
+        verification_section,
+        write_report,
+    )
+    from app.vision.pipeline import FacePipeline
+
+    if (gallery is None) != (probes is None):
+        typer.echo("error: --gallery and --probes go together", err=True)
+        raise typer.Exit(2)
+    if not pairs and gallery is None:
+        typer.echo("error: nothing to report: give --pairs and/or --gallery with --probes", err=True)
+        raise typer.Exit(2)
+    _setup_logging()
+    settings = get_settings()
+    ensure_models(settings)
+    pipeline = FacePipeline.load(settings)
+    cache, target = settings.data_dir / "cache", out or settings.data_dir / "reports"
+    sections: list[Section] = []
+    if pairs:
+        reports = [evaluate_pairs(pipeline, p, settings.tau, limit, cache_dir=cache) for p in pairs]
+        sections.append(verification_section(reports, target))
+        try:
+            head = PairClassifier(pair_classifier, model_version=pipeline.model_version)
+        except ModelArtifactError as exc:
+            log.warning("pair classifier section skipped: %s", exc)
+            sections.append(pair_classifier_skipped(pair_classifier, str(exc)))
+        else:
+            scored = [
+                score_pairs(head, pipeline, p, r, limit=limit, cache_dir=cache)
+                for p, r in zip(pairs, reports, strict=True)
+            ]
+            sections.append(pair_classifier_section(scored, pair_classifier, target))
+    if gallery is not None and probes is not None:
+        try:
+            results = [
+                evaluate_openset(pipeline, settings, gallery, probes, shots, limit=limit, cache_dir=cache)
+                for shots in (1, 3)
+            ]
+            calibrations = [
+                openset_calibration(pipeline, settings, gallery, probes, s, limit=limit, cache_dir=cache)
+                for s in (1, 3)
+            ]
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        sections.append(openset_section(results, target))
+        sections.append(calibration_section(calibrations, target))
+    if liveness_attacks > 0:
+        from app.evaluation.liveness_eval import evaluate_liveness
+        from app.vision.manifest import load_manifest
+
+        liveness = getattr(pipeline, "liveness", None)
+        if liveness is None or not faces.is_dir():
+            typer.echo(f"error: liveness needs a liveness model and the folder {faces}", err=True)
+            raise typer.Exit(2)
+        manifest = load_manifest(settings.models_path)
+        model_key = (
+            f"{manifest.entry('detector').sha256}|{manifest.entry('landmarks').sha256}|"
+            f"{settings.detect_upsample_below_px}|{settings.detect_min_face_px}"
+        )
+        live_report = evaluate_liveness(
+            pipeline.faces,
+            liveness.judge,
+            faces,
+            attacks_per_type=liveness_attacks,
+            operating_threshold=getattr(liveness, "threshold", None),
+            cache_dir=cache / "liveness",
+            model_key=model_key,
+            progress=log.info,
+        )
+        sections.append(liveness_section(live_report, liveness_attacks, target))
+    typer.echo(f"report: {write_report(target, sections)}")
+
+
+@eval_cli.command("liveness")
+def eval_liveness(
+    *,
+    faces: Annotated[Path, typer.Option(help="The shared real-face folder.")] = Path("../shared/faces"),
+    attacks_per_type: Annotated[int, typer.Option(min=1, help="Photos rendered as each attack type.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the photo sample and the attack renderings.")] = 0,
+    save_frames: Annotated[Path | None, typer.Option(help="Write every attack frame (JPEG) here.")] = None,
+    cues: Annotated[bool, typer.Option("--cues", help="Also print each set's median cues.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every burst's verdict here.")] = None,
+    cache: Annotated[
+        bool, typer.Option(help="Keep rendered bursts and found faces in <data_dir>/cache/liveness.")
+    ] = True,
+) -> None:
+    """Liveness in ISO/IEC 30107-3 terms: APCER per attack type, BPCER, BPCER at APCER 1%."""
+    from app.evaluation.liveness_eval import evaluate_liveness, format_cues, format_report, report_records
+    from app.vision.manifest import load_manifest
+    from app.vision.pipeline import FacePipeline
+
+    _setup_logging()
+    settings = get_settings()
+    ensure_models(settings)
+    pipeline = FacePipeline.load(settings)
+    liveness = getattr(pipeline, "liveness", None)
+    if liveness is None:
+        typer.echo("error: this pipeline has no liveness model", err=True)
+        raise typer.Exit(2)
+    if not faces.is_dir():
+        typer.echo(f"error: {faces} is not a folder", err=True)
+        raise typer.Exit(2)
+    # What the cached faces depend on: the detector, the landmark model and the detection settings.
+    manifest = load_manifest(settings.models_path)
+    model_key = (
+        f"{manifest.entry('detector').sha256}|{manifest.entry('landmarks').sha256}|"
+        f"{settings.detect_upsample_below_px}|{settings.detect_min_face_px}"
+    )
+    report = evaluate_liveness(
+        pipeline.faces,
+        liveness.judge,
+        faces,
+        attacks_per_type=attacks_per_type,
+        seed=seed,
+        save_frames=save_frames,
+        operating_threshold=getattr(liveness, "threshold", None),
+        cache_dir=settings.data_dir / "cache" / "liveness" if cache else None,
+        model_key=model_key,
+        progress=log.info,
+    )
+    for line in format_report(report) + (format_cues(report) if cues else []):
+        typer.echo(line)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report_records(report), indent=1))
 
 
 @db_cli.command("upgrade")
@@ -194,6 +378,59 @@ def keys_create(
         engine.dispose()
     typer.echo(f"created {key.role} key {key.id} ({key.name}); store the secret now, it is not shown again:")
     typer.echo(secret)
+
+
+@cli.command()
+def calibrate(
+    strangers: Annotated[
+        Path | None,
+        typer.Option(help="CSV with a 'file' column (paths relative to it): photos of people not enrolled."),
+    ] = None,
+    target_far: Annotated[
+        float | None,
+        typer.Option(min=1e-9, max=0.1, help="False-accept target; default FACEGATE_TARGET_STRANGER_FAR."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON instead of text.")] = False,
+) -> None:
+    """How often strangers would match someone at tau, for this gallery's size; the tau to use."""
+    from app.api.gallery import calibration_out
+    from app.evaluation.pairs import encode_images
+    from app.services.calibration import CalibrationService, read_stranger_files, report_lines
+    from app.store.db import SchemaError, check_schema, make_engine, make_session_factory
+    from app.vision.pipeline import FacePipeline
+
+    _setup_logging("WARNING")
+    settings = get_settings()
+    engine = make_engine(settings.db_url)
+    try:
+        check_schema(engine)
+        ensure_models(settings)
+        pipeline = FacePipeline.load(settings)
+        encodings = None
+        if strangers is not None:
+            found = encode_images(pipeline, read_stranger_files(strangers), settings.data_dir / "cache")
+            faces = [v for v in found.values() if v is not None]
+            if len(faces) < len(found):
+                typer.echo(f"{len(found) - len(faces)} stranger photo(s) without a face skipped", err=True)
+            encodings = np.stack(faces) if faces else np.empty((0, pipeline.encoder.dim), np.float32)
+        service = CalibrationService(
+            make_session_factory(engine),
+            pipeline.model_version,
+            pipeline.encoder.dim,
+            tau=settings.tau,
+            target_far=settings.target_stranger_far,
+        )
+        result = service.compute(target_far, encodings)
+    except (SchemaError, ModelArtifactError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(calibration_out(result).model_dump_json(indent=2))
+    else:
+        for line in report_lines(result):
+            typer.echo(line)
 
 
 @cli.command()

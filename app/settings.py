@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         le=0.5,
         description="The second-best person must be this much farther than the best, else 'ambiguous'.",
     )
+    target_stranger_far: float = Field(
+        default=1e-4,
+        ge=1e-9,
+        le=0.1,
+        description="Calibration target: share of stranger attempts that may match someone (1e-4: 1 in 10k).",
+    )
     gallery_exact_max: int = Field(
         default=100_000,
         ge=0,
@@ -107,6 +113,18 @@ class Settings(BaseSettings):
         default=40, ge=20, le=2000, description="Faces narrower than this in a door frame are 'low_quality'."
     )
     max_frames: int = Field(default=15, ge=1, le=100, description="Most frames accepted in one request.")
+    burst_nominal_fps: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=240.0,
+        description="Frame rate assumed for a burst sent without timestamps (liveness uses frame times).",
+    )
+    burst_max_span_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=60.0,
+        description="Longest time one burst may span by its client timestamps; longer is refused.",
+    )
     # One worker using every core gives a lone door its lowest latency (p50 67 ms on 2 cores);
     # 2 workers x 1 thread each gives ~14% more frames/s when many doors post at once.
     inference_workers: int = Field(

@@ -20,6 +20,9 @@ from numpy.typing import NDArray
 
 from tests.http_server import ServiceProcess, bearer
 
+# (attack type, renderer seed): bursts in which the sheet visibly turns, so geometry can judge.
+PRINT_ATTACKS = [("print_flat", 1), ("print_bent", 2)]
+
 
 def jpeg(rgb: NDArray[np.uint8], quality: int = 92) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -67,10 +70,16 @@ def service(
 def setup(service: tuple[ServiceProcess, str]) -> dict[str, Any]:
     svc, admin = service
     c = httpx.Client(base_url=svc.url, timeout=60)
-    door = c.post("/v1/doors", json={"name": "Main entrance"}, headers=bearer(admin)).json()
+    # Still photos can never pass liveness: the identity tests use a door that does not require it.
+    door = c.post(
+        "/v1/doors", json={"name": "Main entrance", "liveness_required": False}, headers=bearer(admin)
+    ).json()
     other = c.post("/v1/doors", json={"name": "Loading bay"}, headers=bearer(admin)).json()
     door_key = c.post(
         "/v1/keys", json={"role": "door", "name": "cam-1", "door_id": door["id"]}, headers=bearer(admin)
+    ).json()["key"]
+    guarded_key = c.post(
+        "/v1/keys", json={"role": "door", "name": "cam-2", "door_id": other["id"]}, headers=bearer(admin)
     ).json()["key"]
     auditor_key = c.post(
         "/v1/keys", json={"role": "auditor", "name": "security"}, headers=bearer(admin)
@@ -81,16 +90,24 @@ def setup(service: tuple[ServiceProcess, str]) -> dict[str, Any]:
         "door": door,
         "other_door": other,
         "door_key": door_key,
+        "guarded_key": guarded_key,
         "auditor": auditor_key,
     }
 
 
 def post_frames(
-    s: dict[str, Any], *frames: bytes, door_id: int | None = None, key: str | None = None
+    s: dict[str, Any],
+    *frames: bytes,
+    door_id: int | None = None,
+    key: str | None = None,
+    timestamps: list[str] | None = None,
 ) -> httpx.Response:
     door = s["door"]["id"] if door_id is None else door_id
     files = [("frames", (f"f{i}.jpg", f, "image/jpeg")) for i, f in enumerate(frames)]
-    return s["c"].post(f"/v1/doors/{door}/frames", files=files, headers=bearer(key or s["door_key"]))
+    data = {"timestamps": timestamps} if timestamps is not None else None
+    return s["c"].post(
+        f"/v1/doors/{door}/frames", files=files, data=data, headers=bearer(key or s["door_key"])
+    )
 
 
 def enrol(s: dict[str, Any], person_id: int, photo: bytes, force: bool = False) -> httpx.Response:
@@ -113,7 +130,7 @@ def test_health_ready_metrics(service: tuple[ServiceProcess, str]) -> None:
     assert httpx.get(f"{svc.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{svc.url}/readyz").json()
     assert ready["status"] == "ready"
-    assert set(ready["checks"]) == {"models", "index", "database"}
+    assert set(ready["checks"]) == {"models", "index", "database", "calibration"}
     metrics = httpx.get(f"{svc.url}/metrics").text
     assert "facegate_gallery_templates" in metrics
 
@@ -185,6 +202,9 @@ def test_enrol_recognise_review_delete(setup: dict[str, Any], photos: dict[str, 
     assert body["decision"] == "granted" and body["reason"] == "match"
     assert body["person"] == {"id": pid, "name": "Eileen Collins"}
     assert body["distance"] < 0.6 and body["frames"] == 1 and body["frames_with_face"] == 1
+    # Liveness is still judged and recorded on a door that does not require it.
+    assert body["liveness"]["required"] is False and body["liveness"]["track_frames"] == 1
+    assert body["liveness"]["outcome"] == "undetermined" and body["hint"] is None
 
     # Several frames: the stranger wins no majority; no face at all is its own reason.
     r = post_frames(setup, photos["camera"], photos["camera"], photos["astronaut_frame"])
@@ -223,6 +243,102 @@ def test_enrol_recognise_review_delete(setup: dict[str, Any], photos: dict[str, 
         c.get(f"/v1/events/{body['event_id']}", headers=bearer(setup["auditor"])).json()["person_id"] == pid
     )
     assert c.get(f"/v1/people/{pid}", headers=bearer(admin)).status_code == 404
+
+
+def test_door_liveness_policy(setup: dict[str, Any], photos: dict[str, bytes]) -> None:
+    c, admin = setup["c"], setup["admin"]
+    guarded = setup["other_door"]
+    assert (guarded["liveness_required"], guarded["liveness_undetermined"]) == (True, "deny")
+    pid = new_person(setup, "Guarded Collins")
+    assert enrol(setup, pid, photos["astronaut"], force=True).status_code == 201
+    try:
+        # One still frame cannot show a head turning: denied, and the client is told what to ask for.
+        r = post_frames(setup, photos["astronaut_frame"], door_id=guarded["id"], key=setup["guarded_key"])
+        body = r.json()
+        assert (body["decision"], body["reason"], body["hint"]) == (
+            "denied",
+            "liveness_undetermined",
+            "turn_head",
+        )
+        assert body["liveness"]["outcome"] == "undetermined" and body["liveness"]["required"] is True
+        assert body["person"] is None
+        event = c.get(f"/v1/events/{body['event_id']}", headers=bearer(setup["auditor"])).json()
+        assert event["reason"] == "liveness_undetermined" and event["person_id"] == pid
+        assert event["liveness"]["outcome"] == "undetermined" and "cues" in event["liveness"]
+
+        # The door's policy may open for an undetermined burst instead.
+        r = c.patch(
+            f"/v1/doors/{guarded['id']}", json={"liveness_undetermined": "grant"}, headers=bearer(admin)
+        )
+        assert r.status_code == 200 and r.json()["liveness_undetermined"] == "grant"
+        r = post_frames(setup, photos["astronaut_frame"], door_id=guarded["id"], key=setup["guarded_key"])
+        assert (r.json()["decision"], r.json()["reason"]) == ("granted", "match")
+    finally:
+        c.patch(f"/v1/doors/{guarded['id']}", json={"liveness_undetermined": "deny"}, headers=bearer(admin))
+        c.delete(f"/v1/people/{pid}", headers=bearer(admin))
+
+    r = c.patch(f"/v1/doors/{guarded['id']}", json={"liveness_undetermined": "maybe"}, headers=bearer(admin))
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request")
+    r = c.patch("/v1/doors/999999", json={"liveness_required": False}, headers=bearer(admin))
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "door_not_found")
+    r = c.patch(f"/v1/doors/{guarded['id']}", json={"name": setup["door"]["name"]}, headers=bearer(admin))
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "door_exists")
+    r = c.patch(
+        f"/v1/doors/{guarded['id']}", json={"liveness_required": False}, headers=bearer(setup["auditor"])
+    )
+    assert r.status_code == 403
+    assert c.get(f"/v1/doors/{guarded['id']}", headers=bearer(admin)).json()["liveness_required"] is True
+
+
+def test_a_moving_print_of_an_enrolled_face_is_denied_as_spoof(
+    setup: dict[str, Any], photos: dict[str, bytes], pipeline: Any
+) -> None:
+    """The astronaut's enrolment photo, printed and moved in front of the camera (rendered)."""
+    from app.evaluation.liveness_render import Photo, render_attack
+
+    c, admin = setup["c"], setup["admin"]
+    bgr = cv2.imdecode(np.frombuffer(photos["astronaut"], np.uint8), cv2.IMREAD_COLOR)
+    (face,) = pipeline.faces(bgr)
+    pid = new_person(setup, "Printed Collins")
+    assert enrol(setup, pid, photos["astronaut"], force=True).status_code == 201
+    try:
+        for attack, seed in PRINT_ATTACKS:
+            burst = render_attack(Photo(bgr, face.box, "astronaut"), attack, seed)
+            r = post_frames(
+                setup,
+                *burst.jpegs,
+                door_id=setup["other_door"]["id"],
+                key=setup["guarded_key"],
+                timestamps=[f"{t:.4f}" for t in burst.timestamps],
+            )
+            body = r.json()
+            assert (body["decision"], body["reason"], body["person"]) == ("denied", "spoof", None), (
+                attack,
+                body,
+            )
+            assert body["liveness"]["outcome"] == "spoof" and body["liveness"]["drivers"]
+            # The audit trail names whom the print impersonated.
+            event = c.get(f"/v1/events/{body['event_id']}", headers=bearer(setup["auditor"])).json()
+            assert (event["reason"], event["person_id"]) == ("spoof", pid)
+    finally:
+        c.delete(f"/v1/people/{pid}", headers=bearer(admin))
+
+
+def test_bad_timestamps_are_refused_before_inference(setup: dict[str, Any], photos: dict[str, bytes]) -> None:
+    two = (photos["blank"], photos["blank"])
+    for stamps, message in [
+        (["0.0"], "1 timestamps for 2 frames"),
+        (["0.5", "0.2"], "increase strictly"),
+        (["0", "60"], "at most 10 s"),
+        (["0", "inf"], "finite"),
+    ]:
+        r = post_frames(setup, *two, timestamps=stamps)
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "bad_timestamps"), r.text
+        assert message in r.json()["error"]["message"]
+    r = post_frames(setup, *two, timestamps=["0", "soon"])
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request")
+    r = post_frames(setup, *two, timestamps=["1700000000.10", "1700000000.35"])
+    assert r.status_code == 200 and r.json()["reason"] == "no_face"
 
 
 def test_bad_frames_are_clear_errors(setup: dict[str, Any], photos: dict[str, bytes]) -> None:
