@@ -6,13 +6,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
 from app.settings import Settings, get_settings
 from app.vision.manifest import ModelArtifactError
+
+if TYPE_CHECKING:  # the CLI imports the models lazily: `facegate db upgrade` needs none of them
+    from app.vision.pipeline import FacePipeline
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="FaceGate face-entry access control.")
 models_cli = typer.Typer(no_args_is_help=True, help="Build and check the model artifacts.")
@@ -45,6 +48,16 @@ def ensure_models(settings: Settings) -> None:
 
         log.info("no model artifacts in %s: building them now", settings.models_path)
         build_models(settings.models_path)
+
+
+def _evaluation_pipeline() -> tuple[Settings, FacePipeline]:
+    """Settings and the service's own pipeline (models built when missing) for the eval commands."""
+    from app.vision.pipeline import FacePipeline
+
+    _setup_logging()
+    settings = get_settings()
+    ensure_models(settings)
+    return settings, FacePipeline.load(settings)
 
 
 @models_cli.command("build")
@@ -126,12 +139,8 @@ def eval_verify(
     """Verification accuracy (fold cross-validation), ROC, TAR@FAR and EER of the whole pipeline on pairs."""
     from app.evaluation.pairs import evaluate_pairs
     from app.evaluation.report import verification_charts, verification_lines
-    from app.vision.pipeline import FacePipeline
 
-    _setup_logging()
-    settings = get_settings()
-    ensure_models(settings)
-    pipeline = FacePipeline.load(settings)
+    settings, pipeline = _evaluation_pipeline()
     report = evaluate_pairs(
         pipeline,
         pairs,
@@ -159,12 +168,8 @@ def eval_openset(
     """Open-set search at the door: FNIR at FPIR 1%, 0.3%, 0.1%, rank-1 rate, DET curve (NIST FRVT 1:N)."""
     from app.evaluation.openset import evaluate_openset
     from app.evaluation.report import openset_chart, openset_lines
-    from app.vision.pipeline import FacePipeline
 
-    _setup_logging()
-    settings = get_settings()
-    ensure_models(settings)
-    pipeline = FacePipeline.load(settings)
+    settings, pipeline = _evaluation_pipeline()
     try:
         cache = settings.data_dir / "cache"
         result = evaluate_openset(
@@ -214,7 +219,6 @@ def eval_report(
         verification_section,
         write_report,
     )
-    from app.vision.pipeline import FacePipeline
 
     if (gallery is None) != (probes is None):
         typer.echo("error: --gallery and --probes go together", err=True)
@@ -222,10 +226,7 @@ def eval_report(
     if not pairs and gallery is None:
         typer.echo("error: nothing to report: give --pairs and/or --gallery with --probes", err=True)
         raise typer.Exit(2)
-    _setup_logging()
-    settings = get_settings()
-    ensure_models(settings)
-    pipeline = FacePipeline.load(settings)
+    settings, pipeline = _evaluation_pipeline()
     cache, target = settings.data_dir / "cache", out or settings.data_dir / "reports"
     sections: list[Section] = []
     if pairs:
@@ -300,12 +301,8 @@ def eval_liveness(
     """Liveness in ISO/IEC 30107-3 terms: APCER per attack type, BPCER, BPCER at APCER 1%."""
     from app.evaluation.liveness_eval import evaluate_liveness, format_cues, format_report, report_records
     from app.vision.manifest import load_manifest
-    from app.vision.pipeline import FacePipeline
 
-    _setup_logging()
-    settings = get_settings()
-    ensure_models(settings)
-    pipeline = FacePipeline.load(settings)
+    settings, pipeline = _evaluation_pipeline()
     liveness = getattr(pipeline, "liveness", None)
     if liveness is None:
         typer.echo("error: this pipeline has no liveness model", err=True)

@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,30 @@ def _up_to_date(model_dir: Path, source: dict[str, Any]) -> Manifest | None:
     return manifest
 
 
+def _write_artifact(
+    model_dir: Path, filename: str, kind: str, make: Callable[[Path], dict[str, Any]], version_prefix: str
+) -> dict[str, Any]:
+    """Make one artifact under a temporary name, rename it into place; its manifest entry."""
+    target = model_dir / filename
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=f".{kind}", dir=model_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        details = make(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    digest = sha256_file(target)
+    return {
+        "file": filename,
+        "sha256": digest,
+        "kind": kind,
+        # Stored next to every encoding: a different artifact means incomparable vectors.
+        "version": f"{version_prefix}:{digest[:12]}",
+        **details,
+    }
+
+
 def build_models(model_dir: Path, force: bool = False) -> Manifest:
     """Build (or confirm) all artifacts in ``model_dir``; return the verified manifest."""
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -106,45 +131,14 @@ def build_models(model_dir: Path, force: bool = False) -> Manifest:
     src = source_dir()
     entries: dict[str, Any] = {}
     for name, (dat, filename, kind, convert, version_prefix) in ARTIFACTS.items():
-        target = model_dir / filename
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=f".{kind}", dir=model_dir)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            details = convert(src / dat, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        digest = sha256_file(target)
-        entries[name] = {
-            "file": filename,
-            "sha256": digest,
-            "kind": kind,
-            # Stored next to every encoding: a different artifact means incomparable vectors.
-            "version": f"{version_prefix}:{digest[:12]}",
-            "source_file": dat,
-            **details,
-        }
-        log.info("built %s (%s)", target, digest[:12])
+        entries[name] = _write_artifact(
+            model_dir, filename, kind, partial(convert, src / dat), version_prefix
+        )
+        entries[name]["source_file"] = dat
+        log.info("built %s (%s)", model_dir / filename, entries[name]["sha256"][:12])
     for name, (filename, kind, train, version_prefix, _) in TRAINED.items():
-        target = model_dir / filename
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=f".{kind}", dir=model_dir)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            details = train(tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        digest = sha256_file(target)
-        entries[name] = {
-            "file": filename,
-            "sha256": digest,
-            "kind": kind,
-            "version": f"{version_prefix}:{digest[:12]}",
-            **details,
-        }
-        log.info("trained %s (%s)", target, digest[:12])
+        entries[name] = _write_artifact(model_dir, filename, kind, train, version_prefix)
+        log.info("trained %s (%s)", model_dir / filename, entries[name]["sha256"][:12])
     manifest = {
         "format_version": FORMAT_VERSION,
         "source": source,
