@@ -119,13 +119,13 @@ async def post_frames(
             f"{len(frames)} frames sent; at most {services.settings.max_frames} per request",
         )
     try:
-        burst_times(timestamps, len(frames), services.settings)  # checked here, before any inference
+        times = burst_times(timestamps, len(frames), services.settings)  # before any inference
     except TimestampError as exc:
         raise ApiError(422, "bad_timestamps", str(exc)) from exc
     data = [
         await read_upload(f, services.settings.max_image_bytes, f"frame {i}") for i, f in enumerate(frames)
     ]
-    burst = Burst(data, policy, timestamps)
+    burst = Burst(data, policy, times)
     result = await run_inference(
         services, recognise, services.pipeline, services.index, services.settings, burst
     )

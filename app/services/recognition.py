@@ -58,11 +58,11 @@ class FramesResult:
 
 @dataclass(frozen=True)
 class Burst:
-    """One request's frames, in capture order, with the door's policy."""
+    """One request's frames, in capture order, with their times and the door's policy."""
 
     frames: list[bytes]
     policy: DoorPolicy
-    timestamps: list[float] | None = None  # client capture times, seconds; checked by burst_times
+    times: list[float]  # seconds since the first frame, from burst_times (checked once, at the API)
 
 
 class TimestampError(ValueError):
@@ -107,7 +107,6 @@ def apply_policy(reason: str, liveness: LivenessResult | None, policy: DoorPolic
 def recognise(pipeline: FacePipeline, index: FaceIndex, settings: Settings, burst: Burst) -> FramesResult:
     """Decode every frame, track the subject, match and judge that face, fuse. CPU-heavy."""
     frames, policy = burst.frames, burst.policy
-    times = burst_times(burst.timestamps, len(frames), settings)
     timer = StageTimer()
     decoded: list[tuple[NDArray[np.uint8], list[Face]]] = []
     for data in frames:
@@ -119,7 +118,7 @@ def recognise(pipeline: FacePipeline, index: FaceIndex, settings: Settings, burs
     matches: list[FrameMatch] = []
     observed: list[TrackedFace] = []
     too_small = 0
-    for (bgr, faces), k, t in zip(decoded, track, times, strict=True):
+    for (bgr, faces), k, t in zip(decoded, track, burst.times, strict=True):
         if k is None:
             continue
         face = faces[k]
