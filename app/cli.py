@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +17,8 @@ from app.settings import Settings, get_settings
 from app.vision.manifest import ModelArtifactError
 
 if TYPE_CHECKING:  # the CLI imports the models lazily: `facegate db upgrade` needs none of them
+    from sqlalchemy.engine import Engine
+
     from app.vision.pipeline import FacePipeline
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="FaceGate face-entry access control.")
@@ -48,6 +52,19 @@ def ensure_models(settings: Settings) -> None:
 
         log.info("no model artifacts in %s: building them now", settings.models_path)
         build_models(settings.models_path)
+
+
+@contextmanager
+def _checked_engine(settings: Settings) -> Iterator[Engine]:
+    """An engine on a database at exactly this code's schema (else SchemaError), disposed on exit."""
+    from app.store.db import check_schema, make_engine
+
+    engine = make_engine(settings.db_url)
+    try:
+        check_schema(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _evaluation_pipeline() -> tuple[Settings, FacePipeline]:
@@ -356,14 +373,12 @@ def keys_create(
 ) -> None:
     """Create an API key; the secret is printed once, alone on the last line of stdout."""
     from app.store import queries
-    from app.store.db import SchemaError, check_schema, make_engine, make_session_factory
+    from app.store.db import SchemaError, make_session_factory
 
     _setup_logging("WARNING")
     settings = get_settings()
-    engine = make_engine(settings.db_url)
     try:
-        check_schema(engine)
-        with make_session_factory(engine)() as session:
+        with _checked_engine(settings) as engine, make_session_factory(engine)() as session:
             if door_id is not None and queries.get_door(session, door_id) is None:
                 raise ValueError(f"door {door_id} does not exist")
             key, secret = queries.create_api_key(session, role, name, door_id)
@@ -371,8 +386,6 @@ def keys_create(
     except (SchemaError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
     typer.echo(f"created {key.role} key {key.id} ({key.name}); store the secret now, it is not shown again:")
     typer.echo(secret)
 
@@ -393,36 +406,36 @@ def calibrate(
     from app.api.gallery import calibration_out
     from app.evaluation.pairs import encode_images
     from app.services.calibration import CalibrationService, read_stranger_files, report_lines
-    from app.store.db import SchemaError, check_schema, make_engine, make_session_factory
+    from app.store.db import SchemaError, make_session_factory
     from app.vision.pipeline import FacePipeline
 
     _setup_logging("WARNING")
     settings = get_settings()
-    engine = make_engine(settings.db_url)
     try:
-        check_schema(engine)
-        ensure_models(settings)
-        pipeline = FacePipeline.load(settings)
-        encodings = None
-        if strangers is not None:
-            found = encode_images(pipeline, read_stranger_files(strangers), settings.data_dir / "cache")
-            faces = [v for v in found.values() if v is not None]
-            if len(faces) < len(found):
-                typer.echo(f"{len(found) - len(faces)} stranger photo(s) without a face skipped", err=True)
-            encodings = np.stack(faces) if faces else np.empty((0, pipeline.encoder.dim), np.float32)
-        service = CalibrationService(
-            make_session_factory(engine),
-            pipeline.model_version,
-            pipeline.encoder.dim,
-            tau=settings.tau,
-            target_far=settings.target_stranger_far,
-        )
-        result = service.compute(target_far, encodings)
+        with _checked_engine(settings) as engine:
+            ensure_models(settings)
+            pipeline = FacePipeline.load(settings)
+            encodings = None
+            if strangers is not None:
+                found = encode_images(pipeline, read_stranger_files(strangers), settings.data_dir / "cache")
+                faces = [v for v in found.values() if v is not None]
+                if len(faces) < len(found):
+                    typer.echo(
+                        f"{len(found) - len(faces)} stranger photo(s) without a face skipped", err=True
+                    )
+                encodings = np.stack(faces) if faces else np.empty((0, pipeline.encoder.dim), np.float32)
+            service = CalibrationService(
+                make_session_factory(engine),
+                pipeline.model_version,
+                pipeline.encoder.dim,
+                tau=settings.tau,
+                target_far=settings.target_stranger_far,
+            )
+            result = service.compute(target_far, encodings)
     except (SchemaError, ModelArtifactError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    finally:
-        engine.dispose()
+
     if as_json:
         typer.echo(calibration_out(result).model_dump_json(indent=2))
     else:
@@ -440,15 +453,14 @@ def serve(
 
     from app.logging_setup import setup_logging
     from app.main import create_app
-    from app.store.db import SchemaError, check_schema, make_engine
+    from app.store.db import SchemaError
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_json)
     try:
         ensure_models(settings)
-        engine = make_engine(settings.db_url)
-        check_schema(engine)
-        engine.dispose()
+        with _checked_engine(settings):
+            pass  # refuse to serve on a schema that is behind, before binding the port
     except (ModelArtifactError, SchemaError) as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
