@@ -276,26 +276,21 @@ def eval_report(
         sections.append(openset_section(results, target))
         sections.append(calibration_section(calibrations, target))
     if liveness_attacks > 0:
-        from app.evaluation.liveness_eval import evaluate_liveness
-        from app.vision.manifest import load_manifest
+        from app.evaluation.liveness_eval import evaluate_liveness, faces_cache_key
 
-        liveness = getattr(pipeline, "liveness", None)
-        if liveness is None or not faces.is_dir():
-            typer.echo(f"error: liveness needs a liveness model and the folder {faces}", err=True)
+        if not faces.is_dir():
+            typer.echo(f"error: liveness needs the folder {faces}", err=True)
             raise typer.Exit(2)
-        manifest = load_manifest(settings.models_path)
-        model_key = (
-            f"{manifest.entry('detector').sha256}|{manifest.entry('landmarks').sha256}|"
-            f"{settings.detect_upsample_below_px}|{settings.detect_min_face_px}"
-        )
         live_report = evaluate_liveness(
             pipeline.faces,
-            liveness.judge,
+            pipeline.liveness.judge,
             faces,
             attacks_per_type=liveness_attacks,
-            operating_threshold=getattr(liveness, "threshold", None),
+            operating_threshold=pipeline.liveness.threshold,
             cache_dir=cache / "liveness",
-            model_key=model_key,
+            model_key=faces_cache_key(
+                settings.models_path, settings.detect_upsample_below_px, settings.detect_min_face_px
+            ),
             progress=log.info,
         )
         sections.append(liveness_section(live_report, liveness_attacks, target))
@@ -316,22 +311,21 @@ def eval_liveness(
     ] = True,
 ) -> None:
     """Liveness in ISO/IEC 30107-3 terms: APCER per attack type, BPCER, BPCER at APCER 1%."""
-    from app.evaluation.liveness_eval import evaluate_liveness, format_cues, format_report, report_records
-    from app.vision.manifest import load_manifest
+    from app.evaluation.liveness_eval import (
+        evaluate_liveness,
+        faces_cache_key,
+        format_cues,
+        format_report,
+        report_records,
+    )
 
     settings, pipeline = _evaluation_pipeline()
-    liveness = getattr(pipeline, "liveness", None)
-    if liveness is None:
-        typer.echo("error: this pipeline has no liveness model", err=True)
-        raise typer.Exit(2)
+    liveness = pipeline.liveness
     if not faces.is_dir():
         typer.echo(f"error: {faces} is not a folder", err=True)
         raise typer.Exit(2)
-    # What the cached faces depend on: the detector, the landmark model and the detection settings.
-    manifest = load_manifest(settings.models_path)
-    model_key = (
-        f"{manifest.entry('detector').sha256}|{manifest.entry('landmarks').sha256}|"
-        f"{settings.detect_upsample_below_px}|{settings.detect_min_face_px}"
+    model_key = faces_cache_key(
+        settings.models_path, settings.detect_upsample_below_px, settings.detect_min_face_px
     )
     report = evaluate_liveness(
         pipeline.faces,
@@ -340,7 +334,7 @@ def eval_liveness(
         attacks_per_type=attacks_per_type,
         seed=seed,
         save_frames=save_frames,
-        operating_threshold=getattr(liveness, "threshold", None),
+        operating_threshold=liveness.threshold,
         cache_dir=settings.data_dir / "cache" / "liveness" if cache else None,
         model_key=model_key,
         progress=log.info,

@@ -138,7 +138,7 @@ def test_pair_classifier_section_on_a_few_pairs(pipeline, tmp_path: Path) -> Non
 def test_liveness_section_on_one_photo(pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     faces_dir = shared_faces()
     liveness = pipeline.liveness
-    report = LivenessReport(operating_threshold=getattr(liveness, "threshold", None))
+    report = LivenessReport(operating_threshold=liveness.threshold)
     observer = Observer(pipeline.faces, tmp_path / "cache", "test")
     evaluate_attacks(observer, liveness.judge, attack_photos(faces_dir, 1, seed=0), 0, report=report)
     video = faces_dir / "videos" / "face_recognition_short_hamilton_clip.mp4"

@@ -44,6 +44,7 @@ from app.evaluation.liveness_metrics import (
 from app.evaluation.liveness_render import ATTACK_TYPES, RENDER_VERSION, Photo, encode_jpeg, render_attack
 from app.vision.imageio import decode_image
 from app.vision.liveness_types import LivenessResult, TrackedFace
+from app.vision.manifest import read_manifest
 from app.vision.pipeline import Face
 from app.vision.tracking import subject_track
 
@@ -426,6 +427,15 @@ def evaluate_stills(
 
 
 # --- all -----------------------------------------------------------------------------------------
+
+
+def faces_cache_key(model_dir: Path, upsample_below_px: int, min_face_px: int) -> str:
+    """What the cached faces depend on: the detector, the landmark model and the detection settings."""
+    manifest = read_manifest(model_dir)  # the pipeline has verified the checksums already
+    return (
+        f"{manifest.entry('detector').sha256}|{manifest.entry('landmarks').sha256}|"
+        f"{upsample_below_px}|{min_face_px}"
+    )
 
 
 def evaluate_liveness(
