@@ -1,6 +1,7 @@
 """LivenessModel: one tracked face over a burst in, live / spoof / undetermined out.
 
-1. Reject-only image cues (``liveness_image``): a border around the face, moire, glare,
+1. Reject-only image cues (``liveness_image``): a border around the face that moves with it
+   (or around a face too still to tell; scenery stays put while a face moves), moire, glare,
    pixel-identical frames, a face that never moved. Any of them makes the burst a spoof;
    none of them can make it live.
 2. The abstain rule: when the nose offset and the eye asymmetry did not change beyond landmark
@@ -17,7 +18,6 @@ mean in turn, all in one batch through the classifier).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +41,21 @@ class ImageCueLimits:
     # Straight edges on all 4 sides of the face: 3 fire on real scenes (stage sets, door frames).
     border_min_sides: int = 4
     border_min_frames: float = 0.5  # ... in at least half the frames
+    # ... and moving with the face: each side that can tell a static scene edge from an attached
+    # rim keeps its line at one face-relative place in this fraction of the frames (a live face
+    # framed by scenery or its own silhouette loses it as it moves; a face that barely moved
+    # scores 1.0, so a picture held still stays rejected). See ``liveness_image.border_motion``.
+    border_min_follow: float = 0.7
     moire_min_peak: float = 5.5  # ln power over surroundings; natural faces stay near 3
     glare_min_fraction: float = 0.04  # largest saturated blob, as a fraction of the face box
     identical_min_fraction: float = 0.5  # consecutive frame pairs identical to the pixel
+
+    def __post_init__(self) -> None:
+        for name in ("border_min_frames", "border_min_follow", "identical_min_fraction"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"ImageCueLimits.{name} is a fraction of the burst, in (0, 1]")
+        if not 1 <= self.border_min_sides <= 4:
+            raise ValueError("ImageCueLimits.border_min_sides counts the face's sides, 1 to 4")
 
 
 class LivenessModel:
@@ -92,19 +104,29 @@ class LivenessModel:
         return np.asarray(out, dtype=np.float32).reshape(-1)
 
     def image_cues(self, track: Sequence[TrackedFace]) -> dict[str, float]:
-        sides, moire, glare = [], [], []
+        borders: list[image_cues.BorderFrame] = []
+        moire, glare = [], []
         for face in track:
             five = five_points(face.landmarks[None].astype(np.float64))
             left, right = eye_centres(five)
-            angle = math.atan2(float(right[0, 1] - left[0, 1]), float(right[0, 0] - left[0, 0]))
-            region, half = image_cues.upright_region(face.frame, face.box, angle)
-            sides.append(image_cues.border_sides(region, half))
+            borders.append(
+                image_cues.border_frame(
+                    face.frame,
+                    face.box,
+                    (float(left[0, 0]), float(left[0, 1])),
+                    (float(right[0, 0]), float(right[0, 1])),
+                )
+            )
             moire.append(image_cues.moire_peak(face.frame, face.box))
             glare.append(image_cues.glare_fraction(face.frame, face.box))
         limits = self.limits
+        sides = [b.lines.sides for b in borders]
+        motion = image_cues.border_motion(borders, limits.border_min_sides)
         return {
             "border_sides": float(np.median(sides)),
             "border_frames": float(np.mean([s >= limits.border_min_sides for s in sides])),
+            "border_follow": motion.follow,
+            "border_shift": motion.shift,
             "moire_peak": float(np.median(moire)),
             "glare_fraction": float(np.median(glare)),
             "identical_fraction": image_cues.identical_fraction(
@@ -115,7 +137,9 @@ class LivenessModel:
     def _rejects(self, cues: dict[str, float]) -> list[str]:
         limits = self.limits
         fired = {
-            "border": cues["border_frames"] >= limits.border_min_frames,
+            # Only a border that moves with the face, or around a face too still to tell: scenery stays put.
+            "border": cues["border_frames"] >= limits.border_min_frames
+            and cues.get("border_follow", 1.0) >= limits.border_min_follow,
             "moire": cues["moire_peak"] >= limits.moire_min_peak,
             "glare": cues["glare_fraction"] >= limits.glare_min_fraction,
             "identical_frames": cues["identical_fraction"] >= limits.identical_min_fraction,
