@@ -9,6 +9,12 @@ offset and eye asymmetry changing beyond landmark noise, ``min_motion_snr``) are
 at run time: they take no part in training, and count as rejections in ``apcer_*`` and
 ``bpcer_overall``.
 
+A second, lower threshold (``spoof_threshold``) is where the geometry may call a burst a spoof:
+the P(live) below which at most ``max_spoof_bpcer`` of the judged live bursts fall. Five points
+cannot tell a tilted print from a head in most bursts (see ``liveness_cues``), so between the two
+thresholds the verdict is "undetermined" (ask for a larger head turn), not "spoof": a spoof
+verdict is an accusation that security staff act on, and an ambiguous burst is not evidence.
+
     .venv/bin/python -m models.train_liveness          # train, print the held-out report
 """
 
@@ -44,6 +50,8 @@ PARAMS: dict[str, Any] = {
     "learning_rate": 0.01,
     "weight_decay": 1e-4,
     "max_apcer": 0.01,
+    # Live bursts the geometry alone may call a spoof (the rest of the ambiguous band abstains).
+    "max_spoof_bpcer": 0.01,
     # Turning evidence (p and a changes over their noise) >= 3x what noise alone gives, else abstain.
     "min_motion_snr": 3.0,
 }
@@ -144,15 +152,29 @@ def choose_threshold(p: NDArray[np.float32], kinds: NDArray[np.str_], max_apcer:
     return max(threshold, worst)
 
 
-def error_rates(p: NDArray[np.float32], data: Dataset, threshold: float, min_snr: float) -> dict[str, float]:
+def choose_spoof_threshold(p_live_judged: NDArray[np.float32], max_bpcer: float, threshold: float) -> float:
+    """The highest P(live) below which at most ``max_bpcer`` of the judged live bursts fall (<= threshold)."""
+    scores = np.sort(p_live_judged.astype(np.float64))
+    if scores.size == 0:
+        return 0.0
+    allowed = int(np.floor(max_bpcer * scores.size))  # live bursts that may fall below it
+    return min(float(scores[allowed]), threshold)
+
+
+def error_rates(
+    p: NDArray[np.float32], data: Dataset, threshold: float, min_snr: float, spoof_threshold: float = 0.0
+) -> dict[str, float]:
     """APCER per attack type, BPCER, and how many bursts abstained.
 
     ``apcer_*``: attacks accepted over all attacks of the type (an abstention accepts nothing);
-    ``apcer_*_judged``: over the judged ones only. ``bpcer``: live bursts not accepted over the
-    judged ones; ``bpcer_overall``: over all live bursts, abstentions counted as rejections.
+    ``apcer_*_judged``: over the judged ones only; ``spoof_*``: attacks the geometry called a
+    spoof (below ``spoof_threshold``). ``bpcer``: live bursts not accepted over the judged ones;
+    ``bpcer_overall``: over all live bursts, abstentions counted as rejections; ``bpcer_spoof``:
+    judged live bursts called a spoof.
     """
     judged = data.snr >= min_snr
     accepted = (p >= threshold) & judged
+    called_spoof = (p < spoof_threshold) & judged
     out: dict[str, float] = {}
     for kind in KINDS:
         mask = data.kinds == kind
@@ -160,6 +182,7 @@ def error_rates(p: NDArray[np.float32], data: Dataset, threshold: float, min_snr
         if kind == "live":
             out["bpcer"] = 1.0 - float((accepted & mask).sum()) / n_judged
             out["bpcer_overall"] = 1.0 - float((accepted & mask).sum()) / max(int(mask.sum()), 1)
+            out["bpcer_spoof"] = float((called_spoof & mask).sum()) / n_judged
             moving = mask & (data.rotation_deg >= 10.0)
             out["bpcer_rotation_ge_10deg"] = 1.0 - float((accepted & moving).sum()) / max(
                 int((judged & moving).sum()), 1
@@ -167,6 +190,7 @@ def error_rates(p: NDArray[np.float32], data: Dataset, threshold: float, min_snr
         else:
             out[f"apcer_{kind}"] = float((accepted & mask).sum()) / max(int(mask.sum()), 1)
             out[f"apcer_{kind}_judged"] = float((accepted & mask).sum()) / n_judged
+            out[f"spoof_{kind}_judged"] = float((called_spoof & mask).sum()) / n_judged
         out[f"abstained_{kind}"] = 1.0 - float((judged & mask).sum()) / max(int(mask.sum()), 1)
     still = (data.kinds == "live") & (data.rotation_deg < 2.0)
     out["abstained_live_rotation_lt_2deg"] = 1.0 - float((judged & still).sum()) / max(int(still.sum()), 1)
@@ -177,6 +201,7 @@ def error_rates(p: NDArray[np.float32], data: Dataset, threshold: float, min_snr
 class Trained:
     model: Mlp
     threshold: float
+    spoof_threshold: float
     report: dict[str, float]
 
 
@@ -189,9 +214,11 @@ def train(params: dict[str, Any] = PARAMS) -> Trained:
     # An abstention accepts nothing: it scores below any threshold (APCER over all attacks, ISO 30107-3).
     calib_p = np.where(calib.snr >= min_snr, model.predict(calib.x), np.float32(-1.0)).astype(np.float32)
     threshold = choose_threshold(calib_p, calib.kinds, float(params["max_apcer"]))
+    live_judged = calib_p[(calib.kinds == "live") & (calib.snr >= min_snr)]
+    spoof_threshold = choose_spoof_threshold(live_judged, float(params["max_spoof_bpcer"]), threshold)
     test = make_dataset(int(seeds["test"]), params["held_out_counts"])
-    report = error_rates(model.predict(test.x), test, threshold, min_snr)
-    return Trained(model=model, threshold=threshold, report=report)
+    report = error_rates(model.predict(test.x), test, threshold, min_snr, spoof_threshold)
+    return Trained(model=model, threshold=threshold, spoof_threshold=spoof_threshold, report=report)
 
 
 def export_onnx(model: Mlp, path: Path) -> None:
@@ -232,6 +259,7 @@ def build_liveness(target: Path) -> dict[str, Any]:
         "output": {"name": OUTPUT_NAME, "meaning": "P(live)"},
         "feature_mean": [float(v) for v in trained.model.mean],
         "threshold": trained.threshold,
+        "spoof_threshold": trained.spoof_threshold,
         "min_motion_snr": float(PARAMS["min_motion_snr"]),
         "training": {
             "script": "models/train_liveness.py",
@@ -244,7 +272,7 @@ def build_liveness(target: Path) -> dict[str, Any]:
 
 def main() -> None:
     trained = train()
-    print(f"threshold P(live) >= {trained.threshold:.4f}")
+    print(f"live at P(live) >= {trained.threshold:.4f}, spoof below {trained.spoof_threshold:.4f}")
     for key, value in trained.report.items():
         print(f"  {key}: {value:.4f}")
 

@@ -27,6 +27,7 @@ from app.evaluation.liveness_metrics import (
     apcer,
     bpcer,
     bpcer_at_apcer,
+    called_spoof,
     undetermined,
     worst_apcer,
 )
@@ -63,7 +64,16 @@ def test_bpcer_counts_spoof_and_undetermined_against_the_live() -> None:
     live = [P("live", 0.9), P("live", 0.8), P("spoof", 0.2), P("undetermined", None), P(None, None)]
     assert (bpcer(live).errors, bpcer(live).total) == (2, 4)
     assert undetermined(live).value == pytest.approx(0.25)
+    assert called_spoof(live).value == pytest.approx(0.25)
     assert math.isnan(bpcer([P(None, None)]).value)
+
+
+def test_an_ambiguous_burst_is_scored_by_the_sweep_an_abstention_is_not() -> None:
+    # Undetermined by its score (between the model's thresholds): a lower threshold accepts it.
+    live = [P("undetermined", 0.6, ambiguous=True), P("undetermined", None), P("live", 0.99)]
+    point = bpcer_at_apcer(live, {"screen": [P("spoof", 0.1)] * 100})
+    assert point.threshold == pytest.approx(0.6)
+    assert point.bpcer == pytest.approx(1 / 3)  # only the abstention (no score) stays rejected
 
 
 def test_worst_apcer_is_the_type_most_often_accepted() -> None:
@@ -315,6 +325,8 @@ def test_a_spoof_scored_above_the_models_threshold_was_vetoed() -> None:
     assert not burst("spoof", 0.2).presentation(0.5).vetoed
     assert not burst("spoof", 0.9).presentation(None).vetoed  # threshold unknown: the sweep decides
     assert not burst("live", 0.9).presentation(0.5).vetoed
+    assert burst("undetermined", 0.4).presentation(0.5).ambiguous  # scored, between the thresholds
+    assert not burst("undetermined", None).presentation(0.5).ambiguous  # the abstain rule
     assert BurstResult("attack", "screen", "x", 8, 1, None).presentation(0.5).outcome is None
 
 

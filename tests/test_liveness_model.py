@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from app.vision.liveness import LivenessModel
 from app.vision.liveness_cues import FEATURE_NAMES, geometry_features
 from app.vision.liveness_types import TrackedFace
-from app.vision.manifest import Manifest
+from app.vision.manifest import Manifest, ModelArtifactError
 from models import train_liveness as tl
 from models.liveness_sim import ATTACKS, simulate_set
 from tests.conftest import shared_faces
@@ -48,11 +48,13 @@ def test_manifest_records_thresholds_and_training(manifest: Manifest) -> None:
     details = manifest.details("liveness")
     assert details["input"]["features"] == list(FEATURE_NAMES)
     assert 0.5 <= details["threshold"] < 1.0
+    assert 0.0 < details["spoof_threshold"] < details["threshold"]
     assert details["min_motion_snr"] > 1.0
     assert details["training"]["sha256"] == tl.training_fingerprint()
     report = details["training"]["simulated_test"]
     for kind in ATTACKS:
         assert report[f"apcer_{kind}"] <= 0.03  # chosen for <= 1% on the calibration set
+    assert report["bpcer_spoof"] <= 0.03  # the spoof threshold: <= 1% of live on the calibration set
 
 
 def test_onnx_classifier_equals_the_numpy_model(liveness: LivenessModel, tmp_path: Path) -> None:
@@ -97,13 +99,24 @@ def test_judge_on_simulated_bursts(liveness: LivenessModel) -> None:
         assert result.cues and all(isinstance(v, float) for v in result.cues.values())
         assert result.drivers
         if result.outcome == "undetermined":
-            assert result.hint == "turn_head" and result.score is None
+            assert result.hint == "turn_head"
+            if result.score is None:  # the abstain rule: too little turning to judge
+                assert result.drivers == ["motion_snr"]
+            else:  # judged, but between the thresholds: a picture and a head are both plausible
+                assert liveness.spoof_threshold <= result.score < liveness.threshold
+                assert result.drivers == ["p_live"]
         else:
             assert result.score is not None and 0.0 <= result.score <= 1.0
+            vetoed = {"border", "moire", "glare", "identical_frames", "motionless"} & set(result.drivers)
+            if result.outcome == "spoof" and not vetoed:  # a spoof by geometry alone
+                assert result.score < liveness.spoof_threshold
     live = outcomes["live"]
     assert live.count("live") >= 0.05 * len(live)  # some of the moving heads are accepted
+    assert live.count("spoof") <= 0.05 * len(live)  # and almost none is accused
     for kind in ATTACKS:
         assert outcomes[kind].count("live") <= 0.05 * len(outcomes[kind]), kind
+    # The geometry does call some pictures spoofs on its own (no image cue in these frames).
+    assert sum(outcomes[kind].count("spoof") for kind in ATTACKS) >= 5
 
 
 def test_one_frame_is_undetermined(liveness: LivenessModel) -> None:
@@ -132,18 +145,8 @@ def test_geometry_features_match_what_judge_reports(liveness: LivenessModel) -> 
     assert [result.cues[n] for n in FEATURE_NAMES] == pytest.approx(expected.tolist())
 
 
-@pytest.mark.shared
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open issue: 2 of the 10 real bursts abstain (no turn), the 8 judged ones score under the "
-        "threshold set for 1% APCER in simulation, where a print tilted 10-15 degrees at 25-40 cm "
-        "fakes a head's nose parallax and eye asymmetry (tests/test_liveness_cues.py)"
-    ),
-)
-def test_real_video_live_bursts_are_not_spoofs(liveness: LivenessModel, pipeline) -> None:  # type: ignore[no-untyped-def]
-    """A live performer on real video (../shared): bursts of 10 frames are mostly not called spoofs."""
+def _real_video_bursts(pipeline) -> list[list[TrackedFace]]:  # type: ignore[no-untyped-def]
+    """Bursts of 10 frames at 15 fps of the live performer in the real clip (../shared)."""
     video = shared_faces() / "videos" / "face_recognition_short_hamilton_clip.mp4"
     if not video.is_file():
         pytest.skip(f"{video} is absent")
@@ -164,5 +167,39 @@ def test_real_video_live_bursts_are_not_spoofs(liveness: LivenessModel, pipeline
     cap.release()
     bursts = [tracked[i : i + 10] for i in range(0, len(tracked) - 9, 10)]
     assert len(bursts) >= 5
-    outcomes = [liveness.judge(b).outcome for b in bursts]
-    assert outcomes.count("spoof") <= len(outcomes) // 2, outcomes
+    return bursts
+
+
+@pytest.fixture(scope="module")
+def real_video_outcomes(liveness: LivenessModel, pipeline) -> list[str]:  # type: ignore[no-untyped-def]
+    return [liveness.judge(b).outcome for b in _real_video_bursts(pipeline)]
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_real_video_live_bursts_are_not_called_spoofs(real_video_outcomes: list[str]) -> None:
+    """A live performer on real video is never accused: at worst asked to turn (undetermined)."""
+    assert real_video_outcomes.count("spoof") == 0, real_video_outcomes
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "open issue: most real bursts are undetermined (too little turn, or a P(live) between the "
+        "thresholds): in simulation a print tilted 10-15 degrees at 25-40 cm fakes a head's nose "
+        "parallax and eye asymmetry (tests/test_liveness_cues.py), so the live threshold is high"
+    ),
+)
+def test_real_video_live_bursts_are_let_in(real_video_outcomes: list[str]) -> None:
+    """The issue's target (BPCER <= 5%): nearly every burst of a live person is judged live."""
+    assert real_video_outcomes.count("live") >= 0.95 * len(real_video_outcomes), real_video_outcomes
+
+
+def test_a_manifest_without_the_spoof_threshold_asks_for_a_rebuild(
+    liveness: LivenessModel, manifest: Manifest
+) -> None:
+    stale = {k: v for k, v in manifest.details("liveness").items() if k != "spoof_threshold"}
+    with pytest.raises(ModelArtifactError, match="spoof_threshold"):
+        LivenessModel(liveness.session, stale)

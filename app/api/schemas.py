@@ -20,7 +20,11 @@ class DoorIn(Strict):
     )
     liveness_undetermined: Literal["deny", "grant"] = Field(
         default="deny",
-        description="What a burst whose head moved too little to judge does, when liveness is required.",
+        description=(
+            "What a burst whose liveness could not be judged does when liveness is required (the head "
+            "turned too little, or its turn fits a tilted picture as well as a head): 'grant' lets in "
+            "every such burst that no image cue rejected, moving prints included."
+        ),
     )
 
 
@@ -113,7 +117,7 @@ class DecisionOut(BaseModel):
     frames: int
     frames_with_face: int
     liveness: LivenessOut | None
-    # For the door client: "turn_head" asks the person for a small head turn and a new burst.
+    # For the door client: "turn_head" asks the person for a clear head turn and a new burst.
     hint: str | None
     latency_ms: float
     model_version: str

@@ -38,6 +38,7 @@ from app.evaluation.liveness_metrics import (
     apcer,
     bpcer,
     bpcer_at_apcer,
+    called_spoof,
     undetermined,
     worst_apcer,
 )
@@ -77,7 +78,8 @@ class BurstResult:
 
     def presentation(self, operating_threshold: float | None = None) -> Presentation:
         """As a metric input. A "spoof" whose P(live) is at or above the model's own threshold was
-        vetoed by a rule (a reject-only cue): a threshold sweep cannot accept it."""
+        vetoed by a rule (a reject-only cue): a threshold sweep cannot accept it. An "undetermined"
+        with a score was judged ambiguous by that score (the abstain rule leaves no score)."""
         if self.result is None:
             return Presentation(None, None)
         r = self.result
@@ -87,7 +89,8 @@ class BurstResult:
             and operating_threshold is not None
             and r.score >= operating_threshold
         )
-        return Presentation(r.outcome, r.score, vetoed)
+        ambiguous = r.outcome == "undetermined" and r.score is not None
+        return Presentation(r.outcome, r.score, vetoed, ambiguous)
 
 
 @dataclass
@@ -116,6 +119,9 @@ class LivenessReport:
 
     def bpcer(self) -> Rate:
         return bpcer(self.live_presentations)
+
+    def live_called_spoof(self) -> Rate:
+        return called_spoof(self.live_presentations)
 
     def live_undetermined(self) -> Rate:
         return undetermined(self.live_presentations)
@@ -514,6 +520,7 @@ def format_report(report: LivenessReport) -> list[str]:
     if report.live and any(b.result is not None for b in report.live):
         lines.append(f"BPCER              {_pct(report.bpcer())}")
         lines.append(f"  of which undetermined {_pct(report.live_undetermined())}")
+        lines.append(f"  of which called spoof {_pct(report.live_called_spoof())}")
         if report.attacks:
             point = report.bpcer_at_apcer(0.01)
             lines.append(

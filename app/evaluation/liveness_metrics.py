@@ -5,7 +5,9 @@
 - BPCER: the share of bona fide presentations not classified as bona fide; "spoof" and
   "undetermined" both count against it (the undetermined share is reported on its own too).
 - BPCER at APCER = 1%: the score threshold is swept; a presentation is accepted at threshold τ
-  when the classifier did not abstain (outcome not "undetermined", score not None), no rule
+  when the classifier did not abstain (outcome not "undetermined", score not None; an
+  ``ambiguous`` burst, undetermined only because its score fell between the model's two
+  thresholds, is scored like any other), no rule
   vetoed it (``vetoed``: e.g. a reject-only image cue, which no threshold overrides) and its
   score (P(live)) is ≥ τ. τ is the lowest threshold at which every type's APCER is ≤ 1%, and
   BPCER is read there.
@@ -33,6 +35,7 @@ class Presentation:
     outcome: Outcome | None
     score: float | None
     vetoed: bool = False  # rejected by a rule, not by the score: no threshold accepts it
+    ambiguous: bool = False  # "undetermined" by its score (between the thresholds), not by the abstain rule
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,12 @@ def bpcer(bona_fide: Sequence[Presentation]) -> Rate:
     return Rate(sum(1 for p in done if p.outcome != "live"), len(done))
 
 
+def called_spoof(presentations: Sequence[Presentation]) -> Rate:
+    """Presentations classified as attacks (the part of BPCER that accuses a live person)."""
+    done = judged(presentations)
+    return Rate(sum(1 for p in done if p.outcome == "spoof"), len(done))
+
+
 def undetermined(presentations: Sequence[Presentation]) -> Rate:
     done = judged(presentations)
     return Rate(sum(1 for p in done if p.outcome == "undetermined"), len(done))
@@ -92,7 +101,9 @@ def _accepted_scores(presentations: Sequence[Presentation]) -> NDArray[np.float6
     return np.array(
         [
             p.score
-            if p.score is not None and p.outcome not in (None, "undetermined") and not p.vetoed
+            if p.score is not None
+            and (p.outcome not in (None, "undetermined") or p.ambiguous)
+            and not p.vetoed
             else -math.inf
             for p in judged(presentations)
         ],

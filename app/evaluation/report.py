@@ -847,7 +847,8 @@ def liveness_section(report: LivenessReport, attacks_per_type: int, out_dir: Pat
     if judged_live:
         summary += [
             ("BPCER (live bursts not let in)", _rate(report.bpcer())),
-            ("  of which undetermined", _rate(report.live_undetermined())),
+            ("  of which undetermined (asked to turn)", _rate(report.live_undetermined())),
+            ("  of which called spoof", _rate(report.live_called_spoof())),
         ]
         if report.attacks:
             point = report.bpcer_at_apcer(0.01)

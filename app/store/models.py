@@ -95,7 +95,8 @@ class Door(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A door that requires liveness denies a spoof (reason "spoof") and, by default, a burst whose
-    # head moved too little to judge ("liveness_undetermined"); "grant" opens for the latter.
+    # liveness could not be judged ("liveness_undetermined": too little turn, or a turn a tilted
+    # picture could make as well); "grant" opens for the latter.
     liveness_required: Mapped[bool] = mapped_column(default=True, server_default=true())
     liveness_undetermined: Mapped[str] = mapped_column(String(8), default="deny", server_default="deny")
 

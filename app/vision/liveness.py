@@ -8,8 +8,10 @@
    noise (``motion_snr`` below the manifest's ``min_motion_snr``: the head did not turn),
    geometry cannot tell a head from a picture: "undetermined", hint "turn_head".
 3. The classifier (ONNX, trained on simulated bursts by ``models/train_liveness.py``) turns the
-   geometry features (``liveness_cues.geometry_features``) into P(live); live at or above the
-   manifest's threshold.
+   geometry features (``liveness_cues.geometry_features``) into P(live): live at or above the
+   manifest's ``threshold``, spoof below its ``spoof_threshold`` (where at most 1% of simulated
+   live bursts fall), and "undetermined" with hint "turn_head" between the two: the five points
+   leave most turning bursts ambiguous, and an ambiguous burst is no evidence of an attack.
 
 ``drivers`` names what decided: the reject cues that fired, ``motion_snr`` for an abstention,
 or the features that moved P(live) most towards the outcome (each replaced by its training
@@ -74,6 +76,9 @@ class LivenessModel:
         self.session = session
         self.input_name = str(details["input"]["name"])
         self.threshold = float(details["threshold"])
+        if "spoof_threshold" not in details:
+            raise ModelArtifactError(f"the liveness model's manifest has no spoof_threshold; {REBUILD_HINT}")
+        self.spoof_threshold = float(details["spoof_threshold"])
         self.min_motion_snr = float(details["min_motion_snr"])
         self.feature_mean = np.asarray(details["feature_mean"], dtype=np.float32)
         self.limits = limits or ImageCueLimits()
@@ -184,5 +189,13 @@ class LivenessModel:
             return LivenessResult("spoof", p, cues, rejects)
         if snr < self.min_motion_snr:
             return LivenessResult("undetermined", None, cues, ["motion_snr"], hint="turn_head")
-        live = p >= self.threshold
-        return LivenessResult("live" if live else "spoof", p, cues, self._drivers(features, p, live))
+        return self._verdict(features, p, cues)
+
+    def _verdict(self, features: NDArray[np.float64], p: float, cues: dict[str, float]) -> LivenessResult:
+        """The classifier's verdict on a burst that turned enough and that no image cue rejected."""
+        if p >= self.threshold:
+            return LivenessResult("live", p, cues, self._drivers(features, p, True))
+        if p < self.spoof_threshold:
+            return LivenessResult("spoof", p, cues, self._drivers(features, p, False))
+        # Between the thresholds both a head and a tilted picture are plausible: ask for a larger turn.
+        return LivenessResult("undetermined", p, cues, ["p_live"], hint="turn_head")
