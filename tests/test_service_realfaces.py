@@ -37,15 +37,20 @@ def _identities() -> tuple[dict[str, list[Path]], list[Path]]:
     return dict(people), strangers
 
 
-@pytest.fixture(scope="module")
-def service(
-    model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServiceProcess, str]]:
-    svc = ServiceProcess(tmp_path_factory.mktemp("realfaces"), model_dir)
+def _fresh_service(folder: Path, model_dir: Path) -> Iterator[tuple[ServiceProcess, str]]:
+    """A running server on a new, migrated database, and its first admin key."""
+    svc = ServiceProcess(folder, model_dir)
     assert svc.cli("db", "upgrade").returncode == 0
     admin = svc.cli("keys", "create", "--role", "admin", "--name", "ops").stdout.strip().splitlines()[-1]
     with svc:
         yield svc, admin
+
+
+@pytest.fixture(scope="module")
+def service(
+    model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, str]]:
+    yield from _fresh_service(tmp_path_factory.mktemp("realfaces"), model_dir)
 
 
 def test_enrolled_people_are_recognised_and_strangers_are_not(service: tuple[ServiceProcess, str]) -> None:
@@ -112,11 +117,8 @@ def test_enrolled_people_are_recognised_and_strangers_are_not(service: tuple[Ser
 def empty_service(
     model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ServiceProcess, str]]:
-    svc = ServiceProcess(tmp_path_factory.mktemp("performer"), model_dir)
-    assert svc.cli("db", "upgrade").returncode == 0
-    admin = svc.cli("keys", "create", "--role", "admin", "--name", "ops").stdout.strip().splitlines()[-1]
-    with svc:
-        yield svc, admin
+    """Its own server: the module's gallery already holds the performer."""
+    yield from _fresh_service(tmp_path_factory.mktemp("performer"), model_dir)
 
 
 def test_a_live_performer_on_real_video_is_never_denied_as_a_spoof(
