@@ -291,6 +291,7 @@ def eval_report(
             model_key=faces_cache_key(
                 settings.models_path, settings.detect_upsample_below_px, settings.detect_min_face_px
             ),
+            min_face_px=settings.recognize_min_face_px,
             progress=log.info,
         )
         sections.append(liveness_section(live_report, liveness_attacks, target))
@@ -337,6 +338,7 @@ def eval_liveness(
         operating_threshold=liveness.threshold,
         cache_dir=settings.data_dir / "cache" / "liveness" if cache else None,
         model_key=model_key,
+        min_face_px=settings.recognize_min_face_px,
         progress=log.info,
     )
     for line in format_report(report) + (format_cues(report) if cues else []):

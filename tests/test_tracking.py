@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from app.vision.tracking import iou, subject_track
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.vision.tracking import follow_subject, iou, subject_track
 
 
 def test_iou_of_inclusive_boxes() -> None:
@@ -40,3 +45,28 @@ def test_ties_go_to_the_larger_face_and_no_faces_give_no_track() -> None:
     assert subject_track([[small, large], [small, large]]) == [1, 1]
     assert subject_track([[], []]) == [None, None]
     assert subject_track([]) == []
+
+
+@dataclass(frozen=True)
+class _Found:
+    box: tuple[int, int, int, int]
+    landmarks: NDArray[np.float64]
+
+
+def test_follow_subject_keeps_wide_faces_and_counts_the_narrow_ones() -> None:
+    frame = np.zeros((4, 4, 3), dtype=np.uint8)
+    pts = np.zeros((5, 2))
+    # The subject walks in: 30 px wide, then 50 and 60; a passer-by appears once.
+    near = [
+        _Found((100, 100, 129, 129), pts),
+        _Found((95, 95, 144, 144), pts),
+        _Found((90, 90, 149, 149), pts),
+    ]
+    passer = _Found((400, 100, 479, 179), pts)
+    frames = [(frame, [near[0]]), (frame, [near[1], passer]), (frame, []), (frame, [near[2]])]
+    subject = follow_subject(frames, [0.0, 0.1, 0.2, 0.3], min_face_px=40)
+    assert subject.faces == [near[1], near[2]]
+    assert subject.too_small == 1  # the 30 px face linked the track but does not vote
+    assert [o.t for o in subject.observed] == [0.1, 0.3]
+    assert [o.box for o in subject.observed] == [near[1].box, near[2].box]
+    assert follow_subject(frames, [0.0, 0.1, 0.2, 0.3]).too_small == 0

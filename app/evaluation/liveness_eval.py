@@ -47,7 +47,7 @@ from app.vision.imageio import decode_image
 from app.vision.liveness_types import LivenessResult, TrackedFace
 from app.vision.manifest import read_manifest
 from app.vision.pipeline import Face
-from app.vision.tracking import subject_track
+from app.vision.tracking import follow_subject
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +155,14 @@ class Observer:
     liveness model reruns only the judge.
     """
 
-    def __init__(self, faces: FacesFn, cache_dir: Path | None = None, model_key: str = "") -> None:
+    def __init__(
+        self, faces: FacesFn, cache_dir: Path | None = None, model_key: str = "", min_face_px: int = 0
+    ) -> None:
         self.faces = faces
         self.cache = DiskCache(cache_dir)
         self.model_key = model_key
+        # The service's FACEGATE_RECOGNIZE_MIN_FACE_PX: narrower subject faces are not judged.
+        self.min_face_px = min_face_px
 
     def __call__(self, jpegs: Sequence[bytes]) -> list[FrameObservation]:
         frames = [decode_image(j) for j in jpegs]
@@ -203,16 +207,12 @@ class DiskCache:
         tmp.replace(self.folder / f"{key}.pkl")
 
 
-def track(observations: Sequence[FrameObservation], timestamps: Sequence[float]) -> list[TrackedFace]:
-    """The burst's subject in each frame where it was seen (the service's tracker)."""
-    picks = subject_track([[f.box for f in o.faces] for o in observations])
-    tracked = []
-    for obs, t, pick in zip(observations, timestamps, picks, strict=True):
-        if pick is None:
-            continue
-        face = obs.faces[pick]
-        tracked.append(TrackedFace(float(t), face.box, face.landmarks, obs.frame))
-    return tracked
+def track(
+    observations: Sequence[FrameObservation], timestamps: Sequence[float], min_face_px: int = 0
+) -> list[TrackedFace]:
+    """The burst's subject in each frame where it was seen wide enough (the service's tracker and gate)."""
+    frames = [(o.frame, o.faces) for o in observations]
+    return follow_subject(frames, timestamps, min_face_px).observed
 
 
 def judge_observations(
@@ -223,8 +223,9 @@ def judge_observations(
     kind: Kind,
     label: str,
     source: str,
+    min_face_px: int = 0,
 ) -> BurstResult:
-    tracked = track(observations, timestamps)
+    tracked = track(observations, timestamps, min_face_px)
     result = judge(tracked) if len(tracked) >= MIN_FACE_FRAMES else None
     return BurstResult(kind, label, source, len(observations), len(tracked), result)
 
@@ -324,7 +325,13 @@ def evaluate_attacks(
                 observer.cache.put(f"render-{key}", cached)
             jpegs, timestamps, details = cached
             result = judge_observations(
-                observer(jpegs), timestamps, judge, kind="attack", label=attack_type, source=path.name
+                observer(jpegs),
+                timestamps,
+                judge,
+                kind="attack",
+                label=attack_type,
+                source=path.name,
+                min_face_px=observer.min_face_px,
             )
             report.attacks.append(replace(result, details=details))
             if save_frames is not None:
@@ -388,7 +395,15 @@ def evaluate_live_video(
         times = [(i - indices[0]) / VIDEO_FPS for i in indices]
         window = [observations[i] for i in indices]
         report.live.append(
-            judge_observations(window, times, judge, kind="bona_fide", label="live", source=name)
+            judge_observations(
+                window,
+                times,
+                judge,
+                kind="bona_fide",
+                label="live",
+                source=name,
+                min_face_px=observer.min_face_px,
+            )
         )
 
 
@@ -428,7 +443,15 @@ def evaluate_stills(
         times = [k / STILL_FPS for k in range(len(jpegs))]
         rel = str(path.relative_to(faces_dir / "spoof" / "silent_face_antispoofing"))
         report.stills.append(
-            judge_observations(observations, times, judge, kind="still", label=label, source=rel)
+            judge_observations(
+                observations,
+                times,
+                judge,
+                kind="still",
+                label=label,
+                source=rel,
+                min_face_px=observer.min_face_px,
+            )
         )
 
 
@@ -457,12 +480,14 @@ def evaluate_liveness(
     operating_threshold: float | None = None,
     cache_dir: Path | None = None,
     model_key: str = "",
+    min_face_px: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> LivenessReport:
     """All three sets. ``cache_dir`` keeps rendered bursts and the faces found in them, keyed by
-    ``model_key`` (name the detector and landmark models in it), so a rerun judges only."""
+    ``model_key`` (name the detector and landmark models in it), so a rerun judges only.
+    ``min_face_px``: the service's recognition gate (subject faces narrower are not judged)."""
     report = LivenessReport(operating_threshold=operating_threshold)
-    observer = Observer(faces, cache_dir, model_key)
+    observer = Observer(faces, cache_dir, model_key, min_face_px)
     photos = attack_photos(faces_dir, attacks_per_type, seed)
     scenes = background_scenes(faces_dir, observer)
     evaluate_attacks(

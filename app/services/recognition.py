@@ -19,9 +19,9 @@ from app.gallery.index import FaceIndex
 from app.gallery.matching import Decision, FrameMatch, decide_frame, fuse_frames
 from app.settings import Settings
 from app.vision.imageio import decode_image
-from app.vision.liveness_types import LivenessResult, TrackedFace
+from app.vision.liveness_types import LivenessResult
 from app.vision.pipeline import Face, FacePipeline, StageTimer
-from app.vision.tracking import subject_track
+from app.vision.tracking import follow_subject
 
 
 @dataclass(frozen=True)
@@ -113,26 +113,18 @@ def recognise(pipeline: FacePipeline, index: FaceIndex, settings: Settings, burs
         with timer.stage("decode"):
             bgr = decode_image(data, max_pixels=settings.max_image_pixels)
         decoded.append((bgr, pipeline.faces(bgr, timer)))
-    track = subject_track([[f.box for f in faces] for _, faces in decoded])
+    subject = follow_subject(decoded, burst.times, settings.recognize_min_face_px)
 
     matches: list[FrameMatch] = []
-    observed: list[TrackedFace] = []
-    too_small = 0
-    for (bgr, faces), k, t in zip(decoded, track, burst.times, strict=True):
-        if k is None:
-            continue
-        face = faces[k]
-        if face.width < settings.recognize_min_face_px:
-            too_small += 1
-            continue
+    for face in subject.faces:
         with timer.stage("search"):
             hits = index.search_people(face.embedding[None, :], k_people=2)[0]
         matches.append(decide_frame(hits, settings.tau, settings.match_margin))
-        observed.append(TrackedFace(t=t, box=face.box, landmarks=face.landmarks, frame=bgr))
 
     decision = fuse_frames(matches, len(frames))
-    reason: str = "low_quality" if decision.reason == "no_face" and too_small else decision.reason
+    reason: str = "low_quality" if decision.reason == "no_face" and subject.too_small else decision.reason
     liveness = None
+    observed = subject.observed
     if observed:
         with timer.stage("liveness"):
             liveness = pipeline.liveness.judge(observed)

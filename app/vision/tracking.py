@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.vision.liveness_types import TrackedFace
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom; inclusive
 
@@ -66,3 +72,51 @@ def subject_track(frames: Sequence[Sequence[Box]], min_iou: float = MIN_LINK_IOU
         return [None] * len(frames)
     subject = max(tracks, key=lambda t: (len(t.members), sum(t.widths) / len(t.widths)))
     return [subject.members.get(fi) for fi in range(len(frames))]
+
+
+class Located(Protocol):
+    """A face found in a frame: the pipeline's ``Face``, or what an evaluation cached of one."""
+
+    @property
+    def box(self) -> Box: ...
+
+    @property
+    def landmarks(self) -> NDArray[np.float64]: ...
+
+
+FaceT = TypeVar("FaceT", bound=Located)
+
+
+@dataclass(frozen=True)
+class Subject(Generic[FaceT]):
+    """The burst's subject, in capture order, where it was seen at a usable size."""
+
+    faces: list[FaceT]  # the subject's face in each such frame (identity votes with these)
+    observed: list[TrackedFace]  # the same frames as liveness reads them
+    too_small: int  # frames where the subject was narrower than ``min_face_px``
+
+
+def follow_subject(
+    frames: Sequence[tuple[NDArray[np.uint8], Sequence[FaceT]]],
+    times: Sequence[float],
+    min_face_px: int = 0,
+) -> Subject[FaceT]:
+    """Track the subject through (frame, faces) pairs and keep its faces at least ``min_face_px`` wide.
+
+    A face too small to vote still links the track (it is the same person walking in), so the
+    subject is chosen over every frame, as the service and the evaluation both need.
+    """
+    picks = subject_track([[f.box for f in faces] for _, faces in frames])
+    kept: list[FaceT] = []
+    observed: list[TrackedFace] = []
+    too_small = 0
+    for (frame, faces), t, pick in zip(frames, times, picks, strict=True):
+        if pick is None:
+            continue
+        face = faces[pick]
+        if face.box[2] - face.box[0] + 1 < min_face_px:
+            too_small += 1
+            continue
+        kept.append(face)
+        observed.append(TrackedFace(t=float(t), box=face.box, landmarks=face.landmarks, frame=frame))
+    return Subject(kept, observed, too_small)
