@@ -44,14 +44,19 @@ def _setup_logging(level: str = "INFO") -> None:
 
 
 def ensure_models(settings: Settings) -> None:
-    """Build the artifacts when the model directory has none (first start on a fresh machine)."""
-    from app.vision.manifest import MANIFEST_NAME
+    """Build the artifacts when the model directory has none (first start on a fresh machine), or
+    lacks the 68-point model that FACEGATE_LIVENESS_LANDMARKS68 asks for."""
+    from app.vision.manifest import MANIFEST_NAME, read_manifest
 
-    if not (settings.models_path / MANIFEST_NAME).exists():
+    path = settings.models_path
+    missing68 = settings.liveness_landmarks68 and (
+        not (path / MANIFEST_NAME).exists() or "landmarks68" not in read_manifest(path).models
+    )
+    if not (path / MANIFEST_NAME).exists() or missing68:
         from models.build import build_models
 
-        log.info("no model artifacts in %s: building them now", settings.models_path)
-        build_models(settings.models_path)
+        log.info("model artifacts missing in %s: building them now", path)
+        build_models(path, landmarks68=settings.liveness_landmarks68)
 
 
 @contextmanager
@@ -81,13 +86,23 @@ def _evaluation_pipeline() -> tuple[Settings, FacePipeline]:
 def models_build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
     model_dir: Annotated[Path | None, typer.Option(help="Default: FACEGATE_MODEL_DIR.")] = None,
+    landmarks68: Annotated[
+        bool | None,
+        typer.Option(
+            "--landmarks68/--no-landmarks68",
+            help="Also build dlib's 68-point model (non-commercial terms); default "
+            "FACEGATE_LIVENESS_LANDMARKS68.",
+        ),
+    ] = None,
 ) -> None:
     """Convert dlib's pretrained models to ONNX/npz and write manifest.json (idempotent)."""
     from models.build import build_models
 
     _setup_logging()
-    target = model_dir or get_settings().models_path
-    manifest = build_models(target, force=force)
+    settings = get_settings()
+    target = model_dir or settings.models_path
+    with68 = settings.liveness_landmarks68 if landmarks68 is None else landmarks68
+    manifest = build_models(target, force=force, landmarks68=with68)
     for name, entry in manifest.models.items():
         typer.echo(f"{name:10s} {target / entry.file}  sha256 {entry.sha256[:16]}…  version {entry.version}")
 
@@ -289,7 +304,10 @@ def eval_report(
             operating_threshold=pipeline.liveness.threshold,
             cache_dir=cache / "liveness",
             model_key=faces_cache_key(
-                settings.models_path, settings.detect_upsample_below_px, settings.detect_min_face_px
+                settings.models_path,
+                settings.detect_upsample_below_px,
+                settings.detect_min_face_px,
+                settings.liveness_landmarks68,
             ),
             min_face_px=settings.recognize_min_face_px,
             progress=log.info,
@@ -326,7 +344,10 @@ def eval_liveness(
         typer.echo(f"error: {faces} is not a folder", err=True)
         raise typer.Exit(2)
     model_key = faces_cache_key(
-        settings.models_path, settings.detect_upsample_below_px, settings.detect_min_face_px
+        settings.models_path,
+        settings.detect_upsample_below_px,
+        settings.detect_min_face_px,
+        settings.liveness_landmarks68,
     )
     report = evaluate_liveness(
         pipeline.faces,

@@ -58,6 +58,20 @@ ARTIFACTS: dict[str, tuple[str, str, str, Converter, str]] = {
 }
 
 
+# Built only on request (`facegate models build --landmarks68`, or FACEGATE_LIVENESS_LANDMARKS68):
+# the 68-point model's training data (iBUG 300-W) excludes commercial use. Added to an existing
+# build without rebuilding the rest; its entry records the sha256 of the file it came from.
+OPTIONAL: dict[str, tuple[str, str, str, Converter, str]] = {
+    "landmarks68": (
+        "shape_predictor_68_face_landmarks.dat",
+        "landmarks68.npz",
+        "npz",
+        convert_shape_predictor,
+        "dlib-sp68-v1",
+    ),
+}
+
+
 # Trained here rather than converted: name -> (artifact file, kind, trainer, version prefix,
 # fingerprint of the training code and parameters, recorded as details["training"]["sha256"]).
 Trainer = Callable[[Path], dict[str, Any]]
@@ -119,15 +133,57 @@ def _write_artifact(
     }
 
 
-def build_models(model_dir: Path, force: bool = False) -> Manifest:
-    """Build (or confirm) all artifacts in ``model_dir``; return the verified manifest."""
+def _optional_entry(model_dir: Path, name: str) -> dict[str, Any]:
+    dat, filename, kind, convert, version_prefix = OPTIONAL[name]
+    path = source_dir() / dat
+    if not path.is_file():
+        raise ModelArtifactError(f"{path}: missing from the {SOURCE_DISTRIBUTION} package; reinstall it")
+    entry = _write_artifact(model_dir, filename, kind, partial(convert, path), version_prefix)
+    entry["source_file"] = dat
+    entry["source_sha256"] = sha256_file(path)
+    log.info("built %s (%s)", model_dir / filename, entry["sha256"][:12])
+    return entry
+
+
+def _optional_current(manifest: Manifest, name: str) -> bool:
+    dat = OPTIONAL[name][0]
+    recorded = manifest.details(name).get("source_sha256") if name in manifest.models else None
+    return recorded == sha256_file(source_dir() / dat)
+
+
+def _write_manifest(model_dir: Path, source: dict[str, Any], entries: dict[str, Any]) -> Manifest:
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "source": source,
+        "builder": {"facegate": app.__version__, "onnx": onnx.__version__},
+        "models": entries,
+    }
+    tmp_manifest = model_dir / f".{MANIFEST_NAME}.tmp"
+    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp_manifest, model_dir / MANIFEST_NAME)
+    return load_manifest(model_dir)
+
+
+def build_models(model_dir: Path, force: bool = False, *, landmarks68: bool = False) -> Manifest:
+    """Build (or confirm) all artifacts in ``model_dir``; return the verified manifest.
+
+    ``landmarks68`` adds the optional 68-point model (to an up-to-date build, only it is made);
+    without it an existing 68-point artifact is kept as it is.
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
     source = _source_info()
+    wanted = ["landmarks68"] if landmarks68 else []
     if not force:
         current = _up_to_date(model_dir, source)
         if current is not None:
-            log.info("models in %s are up to date", model_dir)
-            return current
+            missing = [name for name in wanted if not _optional_current(current, name)]
+            if not missing:
+                log.info("models in %s are up to date", model_dir)
+                return current
+            kept = {name: entry.model_dump() for name, entry in current.models.items()}
+            for name in missing:
+                kept[name] = _optional_entry(model_dir, name)
+            return _write_manifest(model_dir, source, kept)
     src = source_dir()
     entries: dict[str, Any] = {}
     for name, (dat, filename, kind, convert, version_prefix) in ARTIFACTS.items():
@@ -139,13 +195,6 @@ def build_models(model_dir: Path, force: bool = False) -> Manifest:
     for name, (filename, kind, train, version_prefix, _) in TRAINED.items():
         entries[name] = _write_artifact(model_dir, filename, kind, train, version_prefix)
         log.info("trained %s (%s)", model_dir / filename, entries[name]["sha256"][:12])
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "source": source,
-        "builder": {"facegate": app.__version__, "onnx": onnx.__version__},
-        "models": entries,
-    }
-    tmp_manifest = model_dir / f".{MANIFEST_NAME}.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp_manifest, model_dir / MANIFEST_NAME)
-    return load_manifest(model_dir)
+    for name in wanted:
+        entries[name] = _optional_entry(model_dir, name)
+    return _write_manifest(model_dir, source, entries)

@@ -1,4 +1,4 @@
-"""Convert dlib's serialized ``shape_predictor`` (5-point landmarks) into a compact ``.npz``.
+"""Convert dlib's serialized ``shape_predictor`` (5- or 68-point landmarks) into a compact ``.npz``.
 
 Layout (dlib/image_processing/shape_predictor.h, serialize):
     int version (1)
@@ -25,10 +25,13 @@ from numpy.typing import NDArray
 
 from models.dlib_format import DlibFormatError
 
-PART_ORDER = (
-    "dlib 5-point: 0 outer and 1 inner corner of the eye on the image's right (the subject's left eye), "
-    "2 outer and 3 inner corner of the eye on the image's left, 4 base of the nose"
-)
+PART_ORDER = {
+    5: (
+        "dlib 5-point: 0 outer and 1 inner corner of the eye on the image's right (the subject's left eye), "
+        "2 outer and 3 inner corner of the eye on the image's left, 4 base of the nose"
+    ),
+    68: "iBUG 300-W 68-point: 0-16 jaw, 17-26 brows, 27-35 nose, 36-41 and 42-47 eyes, 48-67 mouth",
+}
 _FLOAT_SPECIAL_EXPONENT = 32000  # dlib float_details: 32000 inf, 32001 -inf, 32002 nan
 
 
@@ -186,11 +189,14 @@ def convert_shape_predictor(dat_path: Path, out_path: Path) -> dict[str, Any]:
     with open(out_path, "wb") as fh:  # a file object keeps numpy from appending ".npz"
         np.savez_compressed(fh, allow_pickle=False, **arrays)
     cascades, trees, splits = arrays["split_thresh"].shape
+    num_parts = int(arrays["initial_shape"].shape[0])
+    if num_parts not in PART_ORDER:
+        raise DlibFormatError(f"{dat_path}: {num_parts} landmarks; expected one of {sorted(PART_ORDER)}")
     return {
-        "num_parts": int(arrays["initial_shape"].shape[0]),
+        "num_parts": num_parts,
         "cascades": int(cascades),
         "trees_per_cascade": int(trees),
         "tree_depth": int(splits + 1).bit_length() - 1,
         "feature_pixels": int(arrays["deltas"].shape[1]),
-        "part_order": PART_ORDER,
+        "part_order": PART_ORDER[num_parts],
     }

@@ -51,6 +51,7 @@ def test_ties_go_to_the_larger_face_and_no_faces_give_no_track() -> None:
 class _Found:
     box: tuple[int, int, int, int]
     landmarks: NDArray[np.float64]
+    landmarks68: NDArray[np.float64] | None = None
 
 
 def test_follow_subject_keeps_wide_faces_and_counts_the_narrow_ones() -> None:

@@ -139,6 +139,7 @@ class Seen:
 
     box: tuple[int, int, int, int]
     landmarks: NDArray[np.float64]
+    landmarks68: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,12 @@ class Observer:
         found = self.cache.get(key)
         if found is None:
             found = [
-                [(f.box, np.asarray(f.landmarks, dtype=np.float64)) for f in self.faces(b)] for b in frames
+                [(f.box, np.asarray(f.landmarks, dtype=np.float64), f.landmarks68) for f in self.faces(b)]
+                for b in frames
             ]
             self.cache.put(key, found)
         return [
-            FrameObservation(frame, [Seen(box, lm) for box, lm in faces])
+            FrameObservation(frame, [Seen(*face) for face in faces])
             for frame, faces in zip(frames, found, strict=True)
         ]
 
@@ -458,13 +460,16 @@ def evaluate_stills(
 # --- all -----------------------------------------------------------------------------------------
 
 
-def faces_cache_key(model_dir: Path, upsample_below_px: int, min_face_px: int) -> str:
-    """What the cached faces depend on: the detector, the landmark model and the detection settings."""
+def faces_cache_key(
+    model_dir: Path, upsample_below_px: int, min_face_px: int, landmarks68: bool = False
+) -> str:
+    """What the cached faces depend on: the detector, the landmark models and the detection settings."""
     manifest = read_manifest(model_dir)  # the pipeline has verified the checksums already
-    return (
+    key = (
         f"{manifest.entry('detector').sha256}|{manifest.entry('landmarks').sha256}|"
         f"{upsample_below_px}|{min_face_px}"
     )
+    return key + f"|{manifest.entry('landmarks68').sha256}" if landmarks68 else key
 
 
 def evaluate_liveness(

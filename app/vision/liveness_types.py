@@ -22,8 +22,9 @@ class TrackedFace:
 
     t: float  # seconds since the burst's first frame (client timestamps, else frame index / nominal fps)
     box: tuple[int, int, int, int]  # left, top, right, bottom; inclusive, frame pixels
-    landmarks: NDArray[np.float64]  # (5, 2) in dlib's 5-point order, or (68, 2) when enabled
+    landmarks: NDArray[np.float64]  # (5, 2) in dlib's 5-point order (the geometry's input)
     frame: NDArray[np.uint8]  # the whole BGR frame: image cues look around the face too
+    landmarks68: NDArray[np.float64] | None = None  # (68, 2) when the operator enabled them (blink)
 
 
 @dataclass(frozen=True)

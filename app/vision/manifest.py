@@ -90,8 +90,7 @@ def read_manifest(model_dir: Path) -> Manifest:
 def load_manifest(model_dir: Path) -> Manifest:
     """Parse manifest.json and verify every artifact's presence and checksum."""
     manifest = read_manifest(model_dir)
-    for name in MODEL_NAMES:
-        entry = manifest.models[name]
+    for name, entry in manifest.models.items():  # the optional ones too (landmarks68)
         path = model_dir / entry.file
         if not path.is_file():
             raise ModelArtifactError(f"{path}: {name} model file is missing; {REBUILD_HINT}")

@@ -23,7 +23,7 @@ from app.vision.detector import Detection, FaceDetector
 from app.vision.encoder import FaceEncoder
 from app.vision.landmarks import LandmarkPredictor
 from app.vision.liveness import LivenessModel
-from app.vision.manifest import Manifest, load_manifest
+from app.vision.manifest import Manifest, ModelArtifactError, load_manifest
 from app.vision.runtime import create_session
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Face:
     landmarks: NDArray[np.float64]  # (5, 2) x, y in dlib's 5-point order
     chip: NDArray[np.uint8]  # aligned RGB chip
     embedding: NDArray[np.float32]  # (128,)
+    landmarks68: NDArray[np.float64] | None = None  # (68, 2) when FACEGATE_LIVENESS_LANDMARKS68 is on
 
     @property
     def width(self) -> int:
@@ -72,10 +73,12 @@ class FacePipeline:
         flip_average: bool = False,
         model_version: str = "",
         liveness: LivenessModel,
+        landmarks68: LandmarkPredictor | None = None,
     ) -> None:
         self.detector = detector
         self.liveness = liveness
         self.landmarks = landmarks
+        self.landmarks68 = landmarks68  # for the blink cue only; alignment uses the 5 points
         self.encoder = encoder
         self.upsample_below_px = upsample_below_px
         self.min_face_px = min_face_px
@@ -97,6 +100,18 @@ class FacePipeline:
             )
 
         encoder_details = manifest.details("encoder")
+        landmarks68 = None
+        if settings.liveness_landmarks68:
+            if "landmarks68" not in manifest.models:
+                raise ModelArtifactError(
+                    "FACEGATE_LIVENESS_LANDMARKS68 is on but the 68-point model is not built; "
+                    "run `facegate models build --landmarks68`"
+                )
+            log.warning(
+                "68-point landmarks enabled for the blink cue: dlib's model was trained on iBUG 300-W, "
+                "whose terms exclude commercial use"
+            )
+            landmarks68 = LandmarkPredictor.from_npz(model_dir / manifest.entry("landmarks68").file)
         pipeline = cls(
             FaceDetector(session("detector"), manifest.details("detector")),
             LandmarkPredictor.from_npz(model_dir / manifest.entry("landmarks").file),
@@ -112,6 +127,7 @@ class FacePipeline:
                 providers=settings.onnx_providers,
                 intra_op_threads=settings.onnx_intra_op_threads,
             ),
+            landmarks68=landmarks68,
         )
         pipeline.warm_up()
         return pipeline
@@ -155,9 +171,13 @@ class FacePipeline:
             )
         with timer.stage("encode"):
             embeddings = self.encode(chips)
+        points68: list[NDArray[np.float64] | None] = [None] * len(detections)
+        if self.landmarks68 is not None:
+            with timer.stage("landmarks68"):
+                points68 = [self.landmarks68.predict(rgb, d.box) for d in detections]
         return [
-            Face(d.box, d.score, p, c, e)
-            for d, p, c, e in zip(detections, points, chips, embeddings, strict=True)
+            Face(d.box, d.score, p, c, e, p68)
+            for d, p, c, e, p68 in zip(detections, points, chips, embeddings, points68, strict=True)
         ]
 
     def encode(self, chips: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -83,6 +83,9 @@ class Located(Protocol):
     @property
     def landmarks(self) -> NDArray[np.float64]: ...
 
+    @property
+    def landmarks68(self) -> NDArray[np.float64] | None: ...
+
 
 FaceT = TypeVar("FaceT", bound=Located)
 
@@ -118,5 +121,9 @@ def follow_subject(
             too_small += 1
             continue
         kept.append(face)
-        observed.append(TrackedFace(t=float(t), box=face.box, landmarks=face.landmarks, frame=frame))
+        observed.append(
+            TrackedFace(
+                t=float(t), box=face.box, landmarks=face.landmarks, frame=frame, landmarks68=face.landmarks68
+            )
+        )
     return Subject(kept, observed, too_small)
