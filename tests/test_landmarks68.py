@@ -144,3 +144,19 @@ def test_the_service_records_the_blink_cue_when_enabled(
     assert r.status_code == 200, r.text
     cues = r.json()["liveness"]["cues"]
     assert 0.0 <= cues["blink_depth"] <= 1.0 and cues["eye_aspect_ratio_open"] > 0.1
+
+
+def test_a_read_only_model_folder_is_a_clear_error(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image's model folder is read-only: turning the option on there must say what to do."""
+    import models.build
+    from app.cli import ensure_models
+
+    def read_only(*_: object, **__: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(models.build, "build_models", read_only)
+    settings = Settings(data_dir=tmp_path, model_dir=model_dir, liveness_landmarks68=True)
+    with pytest.raises(ModelArtifactError, match=r"Permission denied.*facegate models build.*--landmarks68"):
+        ensure_models(settings)
