@@ -430,27 +430,32 @@ def calibrate(
     from app.evaluation.pairs import encode_images
     from app.services.calibration import CalibrationService, read_stranger_files, report_lines
     from app.store.db import SchemaError, make_session_factory
-    from app.vision.pipeline import FacePipeline
+    from app.vision.manifest import load_manifest
+    from app.vision.pipeline import FacePipeline, encoding_version
 
     _setup_logging("WARNING")
     settings = get_settings()
     try:
         with _checked_engine(settings) as engine:
             ensure_models(settings)
-            pipeline = FacePipeline.load(settings)
+            # The gallery's encodings need only the encoder's version and size; strangers need the models.
+            manifest = load_manifest(settings.models_path)
+            version = encoding_version(manifest.entry("encoder").version, settings.encode_flip_average)
+            dim = int(manifest.details("encoder")["output"]["size"])
             encodings = None
             if strangers is not None:
+                pipeline = FacePipeline.from_manifest(settings.models_path, manifest, settings)
                 found = encode_images(pipeline, read_stranger_files(strangers), settings.data_dir / "cache")
                 faces = [v for v in found.values() if v is not None]
                 if len(faces) < len(found):
                     typer.echo(
                         f"{len(found) - len(faces)} stranger photo(s) without a face skipped", err=True
                     )
-                encodings = np.stack(faces) if faces else np.empty((0, pipeline.encoder.dim), np.float32)
+                encodings = np.stack(faces) if faces else np.empty((0, dim), np.float32)
             service = CalibrationService(
                 make_session_factory(engine),
-                pipeline.model_version,
-                pipeline.encoder.dim,
+                version,
+                dim,
                 tau=settings.tau,
                 target_far=settings.target_stranger_far,
             )

@@ -199,3 +199,10 @@ def test_cli_calibrate_with_strangers(
     assert "reference strangers: 12;" in text.stdout and "WARNING:" in text.stdout
     missing = svc.cli("calibrate", "--strangers", str(tmp_path / "nope.csv"))
     assert missing.returncode == 2 and "nope.csv" in missing.stderr
+    # Without strangers the command reads the gallery's encodings only (no pipeline), and must
+    # pick exactly the service's encoding version, else it would find nobody enrolled.
+    alone = svc.cli("calibrate", "--json")
+    assert alone.returncode == 0, alone.stderr
+    body = json.loads(alone.stdout)
+    assert (body["model_version"], body["people"]) == (api["model_version"], api["people"])
+    assert body["recommended_tau"] == pytest.approx(api["recommended_tau"]) and body["strangers"] is None

@@ -45,6 +45,12 @@ class Face:
         return self.box[2] - self.box[0] + 1
 
 
+def encoding_version(encoder_version: str, flip_average: bool) -> str:
+    """The version stored with every encoding: averaged encodings live in a slightly different
+    space from plain ones, so the two must never be compared."""
+    return encoder_version + ("+flipavg" if flip_average else "")
+
+
 class StageTimer:
     """Accumulates milliseconds per stage; cheap enough to leave on in production."""
 
@@ -84,8 +90,7 @@ class FacePipeline:
         self.min_face_px = min_face_px
         self.chip_padding = chip_padding
         self.flip_average = flip_average
-        # Averaged encodings live in a slightly different space: never compare them with plain ones.
-        self.model_version = model_version + ("+flipavg" if flip_average else "")
+        self.model_version = encoding_version(model_version, flip_average)
 
     @classmethod
     def from_manifest(
