@@ -135,15 +135,11 @@ class LivenessModel:
     def image_cues(self, track: Sequence[TrackedFace]) -> dict[str, float]:
         borders: list[image_cues.BorderFrame] = []
         moire, glare = [], []
-        for face in track:
-            five = five_points(face.landmarks[None].astype(np.float64))
-            left, right = eye_centres(five)
+        lefts, rights = eye_centres(five_points(np.stack([f.landmarks for f in track]).astype(np.float64)))
+        for face, left, right in zip(track, lefts, rights, strict=True):
             borders.append(
                 image_cues.border_frame(
-                    face.frame,
-                    face.box,
-                    (float(left[0, 0]), float(left[0, 1])),
-                    (float(right[0, 0]), float(right[0, 1])),
+                    face.frame, face.box, (float(left[0]), float(left[1])), (float(right[0]), float(right[1]))
                 )
             )
             moire.append(image_cues.moire_peak(face.frame, face.box))

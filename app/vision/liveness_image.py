@@ -260,11 +260,6 @@ def _rotation(angle: float) -> NDArray[np.float64]:
     return np.array([[c, s], [-s, c]])
 
 
-def _tolerance(offset: float) -> float:
-    """How far (face half-widths) an attached line at ``offset`` may wander between frames."""
-    return _FOLLOW_TOL + _FOLLOW_TOL_PER_OFFSET * abs(offset)
-
-
 def border_motion(frames: Sequence[BorderFrame], min_sides: int = 4) -> BorderMotion:
     """Whether the border found around the face is attached to it, judged over the burst.
 
@@ -308,7 +303,8 @@ def border_motion(frames: Sequence[BorderFrame], min_sides: int = 4) -> BorderMo
         if not peaks:
             continue
         anchors, polarity = (np.array(v) for v in zip(*peaks, strict=True))
-        tolerance = _FOLLOW_TOL + _FOLLOW_TOL_PER_OFFSET * np.abs(anchors)  # _tolerance, per anchor
+        # How far (face half-widths) an attached line at each anchor may wander between frames.
+        tolerance = _FOLLOW_TOL + _FOLLOW_TOL_PER_OFFSET * np.abs(anchors)
         match = (
             usable[None, :]
             & (np.abs(rows[None, :] - anchors[:, None]) <= tolerance[:, None])
@@ -325,7 +321,7 @@ def border_motion(frames: Sequence[BorderFrame], min_sides: int = 4) -> BorderMo
         shift = max(shift, moved)
         # Moving less than twice the tolerance, a static edge stays inside the band an attached
         # line may wander in: this side cannot tell the two apart.
-        if moved < 2.0 * _tolerance(anchor):
+        if moved < 2.0 * float(tolerance[best]):
             continue
         decisive += 1
         follow = min(follow, seen / n)
