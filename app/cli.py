@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -19,6 +19,7 @@ from app.vision.manifest import ModelArtifactError
 if TYPE_CHECKING:  # the CLI imports the models lazily: `facegate db upgrade` needs none of them
     from sqlalchemy.engine import Engine
 
+    from app.evaluation.liveness_eval import LivenessReport
     from app.vision.pipeline import FacePipeline
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="FaceGate face-entry access control.")
@@ -49,20 +50,20 @@ def ensure_models(settings: Settings) -> None:
     from app.vision.manifest import MANIFEST_NAME, read_manifest
 
     path = settings.models_path
-    missing68 = settings.liveness_landmarks68 and (
-        not (path / MANIFEST_NAME).exists() or "landmarks68" not in read_manifest(path).models
-    )
-    if not (path / MANIFEST_NAME).exists() or missing68:
-        from models.build import build_models
+    if (path / MANIFEST_NAME).exists() and (
+        not settings.liveness_landmarks68 or "landmarks68" in read_manifest(path).models
+    ):
+        return
+    from models.build import build_models
 
-        log.info("model artifacts missing in %s: building them now", path)
-        try:
-            build_models(path, landmarks68=settings.liveness_landmarks68)
-        except OSError as exc:  # e.g. the image's read-only model folder
-            raise ModelArtifactError(
-                f"cannot build the models in {path} ({exc.strerror or exc}); build them where it is "
-                "writable: `facegate models build` (add --landmarks68 for the 68-point model)"
-            ) from exc
+    log.info("model artifacts missing in %s: building them now", path)
+    try:
+        build_models(path, landmarks68=settings.liveness_landmarks68)
+    except OSError as exc:  # e.g. the image's read-only model folder
+        raise ModelArtifactError(
+            f"cannot build the models in {path} ({exc.strerror or exc}); build them where it is "
+            "writable: `facegate models build` (add --landmarks68 for the 68-point model)"
+        ) from exc
 
 
 @contextmanager
@@ -76,6 +77,30 @@ def _checked_engine(settings: Settings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def _evaluate_liveness(
+    settings: Settings, pipeline: FacePipeline, faces: Path, cache_dir: Path | None, **options: Any
+) -> LivenessReport:
+    """The liveness evaluation with the service's own models, detection settings and face gate."""
+    from app.evaluation.liveness_eval import evaluate_liveness, faces_cache_key
+
+    return evaluate_liveness(
+        pipeline.faces,
+        pipeline.liveness.judge,
+        faces,
+        operating_threshold=pipeline.liveness.threshold,
+        cache_dir=cache_dir,
+        model_key=faces_cache_key(
+            settings.models_path,
+            settings.detect_upsample_below_px,
+            settings.detect_min_face_px,
+            settings.liveness_landmarks68,
+        ),
+        min_face_px=settings.recognize_min_face_px,
+        progress=log.info,
+        **options,
+    )
 
 
 def _evaluation_pipeline() -> tuple[Settings, FacePipeline]:
@@ -297,26 +322,11 @@ def eval_report(
         sections.append(openset_section(results, target))
         sections.append(calibration_section(calibrations, target))
     if liveness_attacks > 0:
-        from app.evaluation.liveness_eval import evaluate_liveness, faces_cache_key
-
         if not faces.is_dir():
             typer.echo(f"error: liveness needs the folder {faces}", err=True)
             raise typer.Exit(2)
-        live_report = evaluate_liveness(
-            pipeline.faces,
-            pipeline.liveness.judge,
-            faces,
-            attacks_per_type=liveness_attacks,
-            operating_threshold=pipeline.liveness.threshold,
-            cache_dir=cache / "liveness",
-            model_key=faces_cache_key(
-                settings.models_path,
-                settings.detect_upsample_below_px,
-                settings.detect_min_face_px,
-                settings.liveness_landmarks68,
-            ),
-            min_face_px=settings.recognize_min_face_px,
-            progress=log.info,
+        live_report = _evaluate_liveness(
+            settings, pipeline, faces, cache / "liveness", attacks_per_type=liveness_attacks
         )
         sections.append(liveness_section(live_report, liveness_attacks, target))
     typer.echo(f"report: {write_report(target, sections)}")
@@ -336,37 +346,20 @@ def eval_liveness(
     ] = True,
 ) -> None:
     """Liveness in ISO/IEC 30107-3 terms: APCER per attack type, BPCER, BPCER at APCER 1%."""
-    from app.evaluation.liveness_eval import (
-        evaluate_liveness,
-        faces_cache_key,
-        format_cues,
-        format_report,
-        report_records,
-    )
+    from app.evaluation.liveness_eval import format_cues, format_report, report_records
 
     settings, pipeline = _evaluation_pipeline()
-    liveness = pipeline.liveness
     if not faces.is_dir():
         typer.echo(f"error: {faces} is not a folder", err=True)
         raise typer.Exit(2)
-    model_key = faces_cache_key(
-        settings.models_path,
-        settings.detect_upsample_below_px,
-        settings.detect_min_face_px,
-        settings.liveness_landmarks68,
-    )
-    report = evaluate_liveness(
-        pipeline.faces,
-        liveness.judge,
+    report = _evaluate_liveness(
+        settings,
+        pipeline,
         faces,
+        settings.data_dir / "cache" / "liveness" if cache else None,
         attacks_per_type=attacks_per_type,
         seed=seed,
         save_frames=save_frames,
-        operating_threshold=liveness.threshold,
-        cache_dir=settings.data_dir / "cache" / "liveness" if cache else None,
-        model_key=model_key,
-        min_face_px=settings.recognize_min_face_px,
-        progress=log.info,
     )
     for line in format_report(report) + (format_cues(report) if cues else []):
         typer.echo(line)

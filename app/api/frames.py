@@ -71,17 +71,9 @@ def _record(
 
 
 def _liveness_out(result: FramesResult) -> LivenessOut | None:
-    live = result.liveness
-    if live is None:
-        return None
-    return LivenessOut(
-        outcome=live.outcome,
-        required=result.liveness_required,
-        score=live.score,
-        drivers=list(live.drivers),
-        cues=dict(live.cues),
-        track_frames=result.track_frames,
-    )
+    """The response shows what the access event keeps."""
+    record = result.liveness_record()
+    return None if record is None else LivenessOut(**record)
 
 
 @router.post("/{door_id}/frames", response_model=DecisionOut)
