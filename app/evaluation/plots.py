@@ -227,6 +227,12 @@ def log_floor(smallest_positive: float) -> float:
     return 10.0 ** math.floor(math.log10(smallest_positive) + 1e-9)
 
 
+def false_accept_floor(curves: Sequence[tuple[str, Tradeoff]]) -> float:
+    """Lower end of a log false-accept axis: half a false accept below the smallest non-zero rate,
+    so that zero stays apart from it."""
+    return log_floor(0.5 / max(c.negatives for _, c in curves))
+
+
 def line_chart(
     path: Path,
     title: str,
@@ -299,8 +305,7 @@ def roc_chart(
     points: Sequence[tuple[str, OperatingPoint]] = (),
 ) -> Path:
     """TAR against FAR, FAR on a log axis down to one false accept among the negatives."""
-    # Half a false accept below the smallest non-zero rate, so that zero stays apart from it.
-    x_lo = log_floor(0.5 / max(c.negatives for _, c in curves))
+    x_lo = false_accept_floor(curves)
     visible = [c.true_accept[c.false_accept >= x_lo] for _, c in curves]
     lowest = min((float(v.min()) for v in visible if len(v)), default=0.0)
     y_lo = max(0.0, math.floor(lowest * 20.0 - 1e-9) / 20.0)
@@ -329,8 +334,7 @@ def det_chart(
     points: Sequence[tuple[str, OperatingPoint]] = (),
 ) -> Path:
     """FNIR against FPIR, both on log axes (NIST FRVT 1:N style); zeros sit on the axis edge."""
-    # Half a false accept below the smallest non-zero rate, so that zero stays apart from it.
-    x_lo = log_floor(0.5 / max(c.negatives for _, c in curves))
+    x_lo = false_accept_floor(curves)
     fnir = np.concatenate([c.false_reject[c.false_reject > 0] for _, c in curves] + [np.array([1.0])])
     y_lo = log_floor(min(float(fnir.min()), 1.0 / max(c.positives for _, c in curves)))
     series = [
