@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 # name -> (source .dat file, artifact file, kind, converter, version prefix)
 Converter = Callable[[Path, Path], dict[str, Any]]
-ARTIFACTS: dict[str, tuple[str, str, str, Converter, str]] = {
+Converted = tuple[str, str, str, Converter, str]
+ARTIFACTS: dict[str, Converted] = {
     "detector": ("mmod_human_face_detector.dat", "detector.onnx", "onnx", convert_detector, "dlib-mmod-v1"),
     "landmarks": (
         "shape_predictor_5_face_landmarks.dat",
@@ -61,7 +62,7 @@ ARTIFACTS: dict[str, tuple[str, str, str, Converter, str]] = {
 # Built only on request (`facegate models build --landmarks68`, or FACEGATE_LIVENESS_LANDMARKS68):
 # the 68-point model's training data (iBUG 300-W) excludes commercial use. Added to an existing
 # build without rebuilding the rest; its entry records the sha256 of the file it came from.
-OPTIONAL: dict[str, tuple[str, str, str, Converter, str]] = {
+OPTIONAL: dict[str, Converted] = {
     "landmarks68": (
         "shape_predictor_68_face_landmarks.dat",
         "landmarks68.npz",
@@ -133,15 +134,22 @@ def _write_artifact(
     }
 
 
+def _converted_entry(model_dir: Path, spec: Converted) -> dict[str, Any]:
+    """Convert one of the wheel's .dat files into its artifact; the manifest entry."""
+    dat, filename, kind, convert, version_prefix = spec
+    entry = _write_artifact(model_dir, filename, kind, partial(convert, source_dir() / dat), version_prefix)
+    entry["source_file"] = dat
+    log.info("built %s (%s)", model_dir / filename, entry["sha256"][:12])
+    return entry
+
+
 def _optional_entry(model_dir: Path, name: str) -> dict[str, Any]:
-    dat, filename, kind, convert, version_prefix = OPTIONAL[name]
+    dat = OPTIONAL[name][0]
     path = source_dir() / dat
     if not path.is_file():
         raise ModelArtifactError(f"{path}: missing from the {SOURCE_DISTRIBUTION} package; reinstall it")
-    entry = _write_artifact(model_dir, filename, kind, partial(convert, path), version_prefix)
-    entry["source_file"] = dat
-    entry["source_sha256"] = sha256_file(path)
-    log.info("built %s (%s)", model_dir / filename, entry["sha256"][:12])
+    entry = _converted_entry(model_dir, OPTIONAL[name])
+    entry["source_sha256"] = sha256_file(path)  # the required ones' are in the manifest's source
     return entry
 
 
@@ -167,8 +175,9 @@ def _write_manifest(model_dir: Path, source: dict[str, Any], entries: dict[str, 
 def build_models(model_dir: Path, force: bool = False, *, landmarks68: bool = False) -> Manifest:
     """Build (or confirm) all artifacts in ``model_dir``; return the verified manifest.
 
-    ``landmarks68`` adds the optional 68-point model (to an up-to-date build, only it is made);
-    without it an existing 68-point artifact is kept as it is.
+    ``landmarks68`` adds the optional 68-point model (to an up-to-date build, only it is made).
+    Without it, an existing 68-point artifact is kept while the rest is up to date; a full
+    rebuild (forced, or after a source or training change) leaves it out.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     source = _source_info()
@@ -184,14 +193,9 @@ def build_models(model_dir: Path, force: bool = False, *, landmarks68: bool = Fa
             for name in missing:
                 kept[name] = _optional_entry(model_dir, name)
             return _write_manifest(model_dir, source, kept)
-    src = source_dir()
     entries: dict[str, Any] = {}
-    for name, (dat, filename, kind, convert, version_prefix) in ARTIFACTS.items():
-        entries[name] = _write_artifact(
-            model_dir, filename, kind, partial(convert, src / dat), version_prefix
-        )
-        entries[name]["source_file"] = dat
-        log.info("built %s (%s)", model_dir / filename, entries[name]["sha256"][:12])
+    for name, spec in ARTIFACTS.items():
+        entries[name] = _converted_entry(model_dir, spec)
     for name, (filename, kind, train, version_prefix, _) in TRAINED.items():
         entries[name] = _write_artifact(model_dir, filename, kind, train, version_prefix)
         log.info("trained %s (%s)", model_dir / filename, entries[name]["sha256"][:12])
