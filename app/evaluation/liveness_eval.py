@@ -209,14 +209,6 @@ class DiskCache:
         tmp.replace(self.folder / f"{key}.pkl")
 
 
-def track(
-    observations: Sequence[FrameObservation], timestamps: Sequence[float], min_face_px: int = 0
-) -> list[TrackedFace]:
-    """The burst's subject in each frame where it was seen wide enough (the service's tracker and gate)."""
-    frames = [(o.frame, o.faces) for o in observations]
-    return follow_subject(frames, timestamps, min_face_px).observed
-
-
 def judge_observations(
     observations: Sequence[FrameObservation],
     timestamps: Sequence[float],
@@ -227,7 +219,9 @@ def judge_observations(
     source: str,
     min_face_px: int = 0,
 ) -> BurstResult:
-    tracked = track(observations, timestamps, min_face_px)
+    """Judge the burst's subject where it was seen wide enough, as the service does (tracker and gate)."""
+    frames = [(o.frame, o.faces) for o in observations]
+    tracked = follow_subject(frames, timestamps, min_face_px).observed
     result = judge(tracked) if len(tracked) >= MIN_FACE_FRAMES else None
     return BurstResult(kind, label, source, len(observations), len(tracked), result)
 
