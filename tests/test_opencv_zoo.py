@@ -220,7 +220,7 @@ def test_sface_batches_and_prelu_rewrite_keep_the_outputs(zoo: Zoo, tmp_path: Pa
     with_prelu = FaceEncoder(create_session(tmp_path / "prelu.onnx", providers=CPU), zoo.sface_details)
     np.testing.assert_allclose(batch, with_prelu.encode(chips), rtol=0, atol=1e-5)
     kinds = {n.op_type for n in onnx.load(str(zoo.folder / "sface.onnx")).graph.node}
-    assert "BatchNormalization" not in kinds and "Dropout" not in kinds and "Max" in kinds
+    assert {"BatchNormalization", "Dropout", "PRelu"}.isdisjoint(kinds) and "Max" in kinds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,9 +257,16 @@ def test_yunet_landmark_order_on_a_frontal_face(zoo: Zoo) -> None:
 def test_yunet_half_scale_finds_the_same_face(zoo: Zoo) -> None:
     rgb = _skimage_photo("astronaut")
     [full] = zoo.detector.detect(rgb)
+    [coarse] = zoo.detector.detect(rgb, scale=0.5, refine=False)
     [half] = zoo.detector.detect(rgb, scale=0.5)
-    assert np.abs(half.landmarks - full.landmarks).max() < 6.0
-    assert max(abs(a - b) for a, b in zip(half.box, full.box, strict=True)) < 8
+    assert np.abs(coarse.landmarks - full.landmarks).max() < 6.0
+    assert max(abs(a - b) for a, b in zip(coarse.box, full.box, strict=True)) < 8
+    # Refined on a full-resolution crop: the whole frame's detection, up to the crop's border.
+    assert np.abs(half.landmarks - full.landmarks).max() < 0.5
+    assert abs(half.score - full.score) < 0.01
+    chips = np.stack([sface_chip(rgb, d.landmarks) for d in (full, coarse, half)])
+    e = _normed(zoo.encoder.encode(chips))
+    assert float(e[0] @ e[2]) > 0.999 and float(e[0] @ e[2]) > float(e[0] @ e[1])
     width = full.box[2] - full.box[0] + 1
     assert zoo.detector.detect(rgb, min_size=width + 1) == []
     assert len(zoo.detector.detect(rgb, min_size=width)) == 1
