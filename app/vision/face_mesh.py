@@ -177,7 +177,11 @@ class FaceMesh:
     ) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
         """MediaPipe's tracking over a burst: frame 0 from the box, each next frame from the previous
         mesh (sequential, so one run per frame). A frame whose score falls below the presence
-        threshold restarts from the box."""
+        threshold restarts from the box.
+
+        Only for video-rate frames. At burst rates (about 5 fps) a hand-held print moves too far
+        between frames: on NUAA print runs the ROI lagged, the mesh landed on the nose and mouth,
+        and the presence score stayed at 1.0. With a detection per frame, use predict_batch."""
         points: list[NDArray[np.float64]] = []
         scores: list[float] = []
         roi = roi_from_box(box, eyes, self.scale)
