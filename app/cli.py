@@ -31,6 +31,8 @@ db_cli = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrat
 cli.add_typer(db_cli, name="db")
 keys_cli = typer.Typer(no_args_is_help=True, help="API keys.")
 cli.add_typer(keys_cli, name="keys")
+gallery_cli = typer.Typer(no_args_is_help=True, help="The enrolled gallery: template versions, re-encoding.")
+cli.add_typer(gallery_cli, name="gallery")
 
 log = logging.getLogger("facegate")
 
@@ -404,6 +406,80 @@ def keys_create(
         raise typer.Exit(2) from exc
     typer.echo(f"created {key.role} key {key.id} ({key.name}); store the secret now, it is not shown again:")
     typer.echo(secret)
+
+
+@gallery_cli.command("reencode")
+def gallery_reencode(
+    profile: Annotated[
+        str, typer.Option("--profile", help="The profile to move the gallery to: sface or dlib.")
+    ],
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Switch even though the people listed (no kept photo the profile can encode) lose access.",
+        ),
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Photos per batch and transaction.")] = 32,
+) -> None:
+    """Encode every kept enrolment photo with PROFILE beside the old templates, while the service keeps
+    serving, then switch the gallery (and every replica) to them at once. Safe to rerun."""
+    from app.services.reencode import GalleryVersionError, ReencodeRefusedError, reencode
+    from app.store.db import SchemaError, make_session_factory
+    from app.vision.manifest import load_manifest
+    from app.vision.profiles import profile_spec
+
+    _setup_logging()
+    settings = get_settings()
+    try:
+        name = profile_spec(profile).name
+        ensure_models(settings)
+        with _checked_engine(settings) as engine:
+            report = reencode(
+                make_session_factory(engine),
+                settings,
+                load_manifest(settings.models_path),
+                name,
+                allow_missing=allow_missing,
+                batch_size=batch_size,
+            )
+    except ReencodeRefusedError as exc:
+        for line in exc.report.lines():
+            typer.echo(line)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except (SchemaError, ModelArtifactError, GalleryVersionError, OSError, ValueError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for line in report.lines():
+        typer.echo(line)
+
+
+@gallery_cli.command("status")
+def gallery_status() -> None:
+    """The template version the gallery serves, templates per version, and kept photos."""
+    from app.services.reencode import producers
+    from app.store import queries
+    from app.store.db import SchemaError, make_session_factory
+    from app.vision.manifest import read_manifest
+
+    _setup_logging("WARNING")
+    settings = get_settings()
+    try:
+        made = producers(read_manifest(settings.models_path), settings)
+        with _checked_engine(settings) as engine, make_session_factory(engine)() as session:
+            version, active = queries.gallery_state(session)
+            versions = queries.template_versions(session)
+            photos = queries.count_photos(session)
+    except (SchemaError, ModelArtifactError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"gallery version {version}; serving {active or '(not pinned yet: the configured profile)'}")
+    typer.echo(f"kept enrolment photos: {photos}")
+    for v, n in sorted(versions.items()):
+        maker = made.get(v)
+        by = f"profile {maker[0]}" if maker else "no profile of this build"
+        typer.echo(f"  {n:>8} templates  {v}  ({by}){'  <- serving' if v == active else ''}")
 
 
 @cli.command()

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
         default=False,
         description="Keep a small face thumbnail with each enrolled template (privacy: off by default).",
     )
+    keep_enrolment_photos: bool = Field(
+        default=True,
+        description=(
+            "Keep each accepted enrolment photo (deleted with its person). It lets "
+            "`facegate gallery reencode` move the gallery to another model profile without re-enrolling "
+            "anyone; turning it off stores vectors only (more private), and then people enrolled while "
+            "it was off must enrol again after a profile change."
+        ),
+    )
 
     # ONNX Runtime: set on purpose so a 2-core box is not oversubscribed by default.
     onnx_providers: tuple[str, ...] = Field(

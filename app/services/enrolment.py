@@ -31,8 +31,15 @@ class EnrolCandidate:
     thumbnail: bytes | None
 
 
-def analyse_photo(pipeline: FacePipeline, data: bytes, settings: Settings) -> EnrolCandidate:
-    """Decode, find exactly one usable face, check its quality. CPU-heavy: call off the event loop."""
+def analyse_photo(
+    pipeline: FacePipeline, data: bytes, settings: Settings, *, reencoding: bool = False
+) -> EnrolCandidate:
+    """Decode, find exactly one usable face, check its quality. CPU-heavy: call off the event loop.
+
+    ``reencoding``: the photo was accepted once, by another profile; the size and sharpness gates
+    are not applied again (another detector's box and chip measure a little differently), but the
+    face must still be the only one, so that a template never goes to the wrong person.
+    """
     bgr = decode_image(data, max_pixels=settings.max_image_pixels, apply_exif_orientation=True)
     faces = pipeline.faces(bgr)
     if not faces:
@@ -41,6 +48,8 @@ def analyse_photo(pipeline: FacePipeline, data: bytes, settings: Settings) -> En
         )
     # Faces far too small to enrol (people in the background) do not count against the photo.
     usable = [f for f in faces if f.width >= settings.enrol_min_face_px]
+    if reencoding and not usable:
+        usable = [max(faces, key=lambda f: f.width)]
     if not usable:
         widest = max(f.width for f in faces)
         raise EnrolmentRefusedError(
@@ -57,7 +66,7 @@ def analyse_photo(pipeline: FacePipeline, data: bytes, settings: Settings) -> En
         )
     face = usable[0]
     quality = face_quality(face)
-    if quality.sharpness < settings.enrol_min_sharpness:
+    if quality.sharpness < settings.enrol_min_sharpness and not reencoding:
         raise EnrolmentRefusedError(
             "low_quality",
             f"the face is too blurred (sharpness {quality.sharpness:.1f}, "

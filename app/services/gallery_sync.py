@@ -4,6 +4,11 @@ At start-up the index is rebuilt from a consistent snapshot. Afterwards every re
 gallery version (bumped in the same transaction as every template change) and applies only the
 change-log difference; its own writes are applied at once as well, and applying them again from
 the log is harmless (add is an upsert, removing an absent id is a no-op).
+
+The index holds templates of one model version only: the gallery's active version. When a
+reencode switches it, the poll sees the new active version and hands over to ``on_switch``
+(``Services.follow_active_version``), which builds the new profile's pipeline and index off the
+request path and then installs them here together.
 """
 
 from __future__ import annotations
@@ -11,77 +16,133 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.gallery.index import FaceIndex
+from app.services.reencode import GalleryVersionError
 from app.store import queries
 
 log = logging.getLogger(__name__)
 
 
 class GallerySync:
-    def __init__(self, sessions: sessionmaker[Session], index: FaceIndex, model_version: str) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        index: FaceIndex,
+        model_version: str,
+        *,
+        on_switch: Callable[[str], None] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.index = index
         self.model_version = model_version
         self.version = -1
+        # Called (outside the lock) with the new active version when a reencode switched it.
+        self.on_switch = on_switch
+        self._unservable: str | None = None  # an active version this build cannot make
         self._lock = threading.Lock()
 
     def load(self) -> None:
         """Rebuild the whole index from SQL."""
-        versions: list[int] = []
-
-        def read() -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
-            # Called by the index once its journal runs, so writes made meanwhile are not lost.
-            version, arrays = queries.gallery_snapshot(session, self.model_version, self.index.dim)
-            versions.append(version)
-            return arrays.ids, arrays.person_ids, arrays.vectors
-
-        with self._lock, self.sessions() as session:
-            self.index.rebuild_from(read)
-            self.version = versions[-1]
-            version = self.version
+        version = self.build(self.index, self.model_version)
+        with self._lock:
+            self.version = version
         log.info(
             "gallery loaded from SQL",
             extra={
                 "templates": len(self.index),
                 "people": self.index.people_count,
                 "gallery_version": version,
+                "model_version": self.model_version,
             },
         )
 
+    def build(self, index: FaceIndex, model_version: str) -> int:
+        """Fill ``index`` with every template of ``model_version``; the snapshot's gallery version."""
+        versions: list[int] = []
+
+        def read() -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+            # Called by the index once its journal runs, so writes made meanwhile are not lost.
+            version, arrays = queries.gallery_snapshot(session, model_version, index.dim)
+            versions.append(version)
+            return arrays.ids, arrays.person_ids, arrays.vectors
+
+        with self.sessions() as session:
+            index.rebuild_from(read)
+        return versions[-1]
+
+    def install(self, index: FaceIndex, model_version: str, version: int) -> FaceIndex:
+        """Serve ``index`` (templates of ``model_version`` as of gallery ``version``) from now on;
+        changes after ``version`` arrive through the feed. Returns the index it replaces."""
+        with self._lock:
+            old = self.index
+            self.index, self.model_version, self.version = index, model_version, version
+            self._unservable = None
+        return old
+
     def catch_up(self) -> bool:
-        """Apply changes made since the last sync (by any replica); True when something changed."""
+        """Apply changes made since the last sync (by any replica); True when something changed.
+
+        A new active version (a reencode's switch) is handed to ``on_switch``; until that returns,
+        this index keeps serving the old version, whose templates stay in SQL.
+        """
         with self._lock, self.sessions() as session:
-            current = queries.gallery_version(session)
+            current, active = queries.gallery_state(session)
             if current == self.version:
                 return False
-            delta = queries.gallery_changes_since(session, self.version, self.model_version, self.index.dim)
-            if delta is None:  # the database went back in time (restored): start over
-                log.warning("gallery version moved backwards; rebuilding the index from SQL")
-                snapshot_version, arrays = queries.gallery_snapshot(
-                    session, self.model_version, self.index.dim
-                )
-                self.index.rebuild(arrays.ids, arrays.person_ids, arrays.vectors)
-                self.version = snapshot_version
+            switch_to = None
+            if active is not None and active not in {self.model_version, self._unservable}:
+                switch_to = active
+            if switch_to is None or self.on_switch is None:
+                self._apply_changes(session, current)
                 return True
-            if len(delta.removed_ids):
-                self.index.remove(delta.removed_ids)
-            if len(delta.added.ids):
-                self.index.add(delta.added.ids, delta.added.person_ids, delta.added.vectors)
-            self.version = delta.version
-            return True
+        try:
+            self.on_switch(switch_to)
+        except GalleryVersionError as exc:
+            # Another build switched the gallery to a version this one cannot make: keep serving
+            # the old version (its templates are kept, deletions still arrive) and say so once.
+            log.error("cannot follow the gallery's switch: %s", exc)
+            with self._lock, self.sessions() as session:
+                self._unservable = switch_to
+                self._apply_changes(session, queries.gallery_version(session))
+        return True
 
-    def added_locally(self, template_id: int, person_id: int, vector: NDArray[np.float32]) -> None:
-        self.index.add(
-            np.array([template_id], dtype=np.int64), np.array([person_id], dtype=np.int64), vector[None, :]
-        )
+    def _apply_changes(self, session: Session, current: int) -> None:
+        delta = queries.gallery_changes_since(session, self.version, self.model_version, self.index.dim)
+        if delta is None:  # the database went back in time (restored): start over
+            log.warning("gallery version moved backwards; rebuilding the index from SQL")
+            snapshot_version, arrays = queries.gallery_snapshot(session, self.model_version, self.index.dim)
+            self.index.rebuild(arrays.ids, arrays.person_ids, arrays.vectors)
+            self.version = snapshot_version
+            return
+        if len(delta.removed_ids):
+            self.index.remove(delta.removed_ids)
+        if len(delta.added.ids):
+            self.index.add(delta.added.ids, delta.added.person_ids, delta.added.vectors)
+        self.version = delta.version
+
+    def added_locally(
+        self, template_id: int, person_id: int, vector: NDArray[np.float32], model_version: str
+    ) -> None:
+        """This replica's own enrolment, committed as ``model_version``: added unless the index
+        has switched to another version since (then the template is not served here)."""
+        with self._lock:
+            if model_version != self.model_version:
+                return
+            self.index.add(
+                np.array([template_id], dtype=np.int64),
+                np.array([person_id], dtype=np.int64),
+                vector[None, :],
+            )
 
     def removed_locally(self, template_ids: list[int]) -> None:
-        self.index.remove(np.array(template_ids, dtype=np.int64))
+        with self._lock:
+            self.index.remove(np.array(template_ids, dtype=np.int64))
 
     async def run_forever(self, interval_s: float) -> None:
         while True:

@@ -28,6 +28,7 @@ from app.store.models import (
     AccessEvent,
     ApiKey,
     Door,
+    EnrolmentPhoto,
     FaceTemplate,
     GalleryChange,
     GalleryState,
@@ -180,12 +181,14 @@ def get_person_by_external_id(session: Session, external_id: str) -> Person | No
 
 
 def list_people(
-    session: Session, limit: int | None = None, after_id: int | None = None
+    session: Session, limit: int | None = None, after_id: int | None = None, model_version: str | None = None
 ) -> list[tuple[Person, int]]:
-    """People by id with their number of templates (all model versions); keyset paging by id."""
-    counts = (
-        select(FaceTemplate.person_id, func.count().label("n")).group_by(FaceTemplate.person_id).subquery()
-    )
+    """People by id with their number of templates (of ``model_version``, or of all model versions);
+    keyset paging by id."""
+    count_stmt = select(FaceTemplate.person_id, func.count().label("n"))
+    if model_version is not None:
+        count_stmt = count_stmt.where(FaceTemplate.model_version == model_version)
+    counts = count_stmt.group_by(FaceTemplate.person_id).subquery()
     stmt = (
         select(Person, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.person_id == Person.id)
@@ -199,7 +202,8 @@ def list_people(
 
 
 def delete_person(session: Session, person_id: int) -> list[int] | None:
-    """Deletes the person and (by ON DELETE CASCADE) their templates; bumps the gallery version.
+    """Deletes the person and (by ON DELETE CASCADE) their templates and kept enrolment photos;
+    bumps the gallery version.
 
     Returns the deleted template ids (for the caller's index), or None when there is no such
     person. Access events keep the bare person_id.
@@ -243,6 +247,16 @@ def template_vector(template: FaceTemplate) -> NDArray[np.float32]:
     return embedding_from_bytes(template.embedding, template.dim)
 
 
+class StaleModelVersionError(Exception):
+    """The gallery matches templates of another model version than the one offered: a reencode
+    switched it, and this writer has not followed yet. Nothing was written."""
+
+    def __init__(self, offered: str, active: str) -> None:
+        super().__init__(f"the gallery serves model version {active}; this template is {offered}")
+        self.offered = offered
+        self.active = active
+
+
 def add_template(
     session: Session,
     person_id: int,
@@ -252,14 +266,26 @@ def add_template(
     quality: dict[str, Any],
     image_sha256: str,
     thumbnail: bytes | None = None,
+    photo: bytes | None = None,
 ) -> FaceTemplate:
-    """Stores one encoding and bumps the gallery version. IntegrityError if the person is gone."""
+    """Stores one encoding (and, given ``photo``, the enrolment photo it came from) and bumps the
+    gallery version.
+
+    Raises StaleModelVersionError when the gallery's active version is set and is not
+    ``model_version`` (checked under the gallery lock, so a concurrent switch is seen), and
+    IntegrityError if the person is gone.
+    """
     data = embedding_to_bytes(embedding)
     if len(image_sha256) != 64:
         raise ValueError("image_sha256 must be 64 hex characters")
     # Bump first: every gallery writer takes the gallery_state row lock before anything else,
     # so concurrent writers queue instead of deadlocking.
-    version = _bump_gallery_version(session)
+    version, active = _bump_gallery(session)
+    if active is not None and active != model_version:
+        raise StaleModelVersionError(model_version, active)
+    photo_id = None
+    if photo is not None:
+        photo_id = add_photo(session, person_id, photo, image_sha256).id
     template = FaceTemplate(
         person_id=person_id,
         embedding=data,
@@ -268,6 +294,7 @@ def add_template(
         quality=quality,
         image_sha256=image_sha256,
         thumbnail=thumbnail,
+        photo_id=photo_id,
     )
     session.add(template)
     session.flush()
@@ -280,25 +307,214 @@ def get_template(session: Session, template_id: int) -> FaceTemplate | None:
     return session.get(FaceTemplate, template_id)
 
 
-def list_templates(session: Session, person_id: int) -> list[FaceTemplate]:
-    return list(
-        session.scalars(
-            select(FaceTemplate).where(FaceTemplate.person_id == person_id).order_by(FaceTemplate.id)
+def list_templates(session: Session, person_id: int, model_version: str | None = None) -> list[FaceTemplate]:
+    """A person's templates by id: of ``model_version``, or of every model version."""
+    stmt = select(FaceTemplate).where(FaceTemplate.person_id == person_id)
+    if model_version is not None:
+        stmt = stmt.where(FaceTemplate.model_version == model_version)
+    return list(session.scalars(stmt.order_by(FaceTemplate.id)))
+
+
+def delete_template(session: Session, template_id: int) -> list[int]:
+    """Deletes one template, its kept photo and the photo's templates of other model versions (so a
+    later reencode cannot bring the face back); bumps the gallery version.
+
+    Returns the deleted template ids (for the caller's index); empty when there is no such template.
+    """
+    version = _bump_gallery_version(session)
+    template = session.get(FaceTemplate, template_id)
+    if template is None:
+        return []
+    ids = [template_id]
+    if template.photo_id is not None:
+        photo_id = template.photo_id
+        ids = list(
+            session.scalars(
+                select(FaceTemplate.id).where(FaceTemplate.photo_id == photo_id).order_by(FaceTemplate.id)
+            )
         )
+        session.execute(delete(EnrolmentPhoto).where(EnrolmentPhoto.id == photo_id))
+    session.execute(
+        delete(FaceTemplate).where(FaceTemplate.id.in_(ids)).execution_options(synchronize_session=False)
+    )
+    session.expunge(template)
+    session.add_all(GalleryChange(version=version, op="delete", template_id=t) for t in ids)
+    session.flush()
+    return ids
+
+
+# --- kept enrolment photos ---------------------------------------------------------------------
+
+
+class KeptPhoto(NamedTuple):
+    id: int
+    person_id: int
+    image: bytes
+    image_sha256: str
+
+
+def add_photo(session: Session, person_id: int, image: bytes, image_sha256: str) -> EnrolmentPhoto:
+    """Keeps an accepted enrolment photo; the caller links its template(s) by ``photo_id``."""
+    if len(image_sha256) != 64:
+        raise ValueError("image_sha256 must be 64 hex characters")
+    photo = EnrolmentPhoto(person_id=person_id, image=image, image_sha256=image_sha256)
+    session.add(photo)
+    session.flush()
+    return photo
+
+
+def count_photos(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(EnrolmentPhoto)).scalar_one())
+
+
+def _has_template_of(model_version: str) -> Any:
+    return (
+        select(FaceTemplate.id)
+        .where(FaceTemplate.photo_id == EnrolmentPhoto.id, FaceTemplate.model_version == model_version)
+        .exists()
     )
 
 
-def delete_template(session: Session, template_id: int) -> bool:
-    """Deletes one template and bumps the gallery version; False when there is no such template."""
-    version = _bump_gallery_version(session)
-    deleted = session.scalars(
-        delete(FaceTemplate).where(FaceTemplate.id == template_id).returning(FaceTemplate.id)
+def photos_without_template(
+    session: Session, model_version: str, *, after_id: int | None = None, limit: int | None = None
+) -> list[int]:
+    """Ids of kept photos that have no template of ``model_version`` yet, by id (keyset paging)."""
+    stmt = select(EnrolmentPhoto.id).where(~_has_template_of(model_version))
+    if after_id is not None:
+        stmt = stmt.where(EnrolmentPhoto.id > after_id)
+    stmt = stmt.order_by(EnrolmentPhoto.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def load_photos(session: Session, photo_ids: Sequence[int]) -> list[KeptPhoto]:
+    """The photos that still exist among ``photo_ids``, by id."""
+    rows = session.execute(
+        select(EnrolmentPhoto.id, EnrolmentPhoto.person_id, EnrolmentPhoto.image, EnrolmentPhoto.image_sha256)
+        .where(EnrolmentPhoto.id.in_(list(photo_ids)))
+        .order_by(EnrolmentPhoto.id)
     ).all()
-    if not deleted:
-        return False
-    session.add(GalleryChange(version=version, op="delete", template_id=template_id))
+    return [KeptPhoto(int(r[0]), int(r[1]), bytes(r[2]), str(r[3])) for r in rows]
+
+
+class PhotoTemplate(NamedTuple):
+    """Another profile's encoding of one kept photo."""
+
+    photo_id: int
+    embedding: NDArray[np.float32]
+    quality: dict[str, Any]
+    thumbnail: bytes | None
+
+
+def add_photo_templates(
+    session: Session, model_version: str, templates: Sequence[PhotoTemplate]
+) -> list[int]:
+    """Stores templates of ``model_version`` made from kept photos, beside their other versions.
+
+    Takes the gallery lock without bumping the version while ``model_version`` is not the active
+    one: no replica serves these templates, so nothing needs to notice them (the switch bumps the
+    version, and replicas then rebuild from SQL). When it is the active one, they go through the
+    change feed like any enrolment. Photos deleted meanwhile, and photos that already have a
+    template of this version (a concurrent run), are skipped. Returns the photo ids that got a
+    template.
+    """
+    _, active = _lock_gallery(session)
+    if not templates:
+        return []
+    wanted = [t.photo_id for t in templates]
+    live = dict(
+        session.execute(
+            select(EnrolmentPhoto.id, EnrolmentPhoto.person_id).where(
+                EnrolmentPhoto.id.in_(wanted), ~_has_template_of(model_version)
+            )
+        ).all()
+    )
+    sha = dict(
+        session.execute(
+            select(EnrolmentPhoto.id, EnrolmentPhoto.image_sha256).where(EnrolmentPhoto.id.in_(list(live)))
+        ).all()
+    )
+    rows = [
+        FaceTemplate(
+            person_id=live[t.photo_id],
+            embedding=embedding_to_bytes(t.embedding),
+            dim=len(t.embedding),
+            model_version=model_version,
+            quality=t.quality,
+            image_sha256=sha[t.photo_id],
+            thumbnail=t.thumbnail,
+            photo_id=t.photo_id,
+        )
+        for t in templates
+        if t.photo_id in live
+    ]
+    if not rows:
+        return []
+    session.add_all(rows)
     session.flush()
-    return True
+    if active == model_version:
+        version = _bump_gallery_version(session)
+        session.add_all(GalleryChange(version=version, op="add", template_id=r.id) for r in rows)
+        session.flush()
+    return [int(r.photo_id) for r in rows if r.photo_id is not None]
+
+
+class UncoveredPerson(NamedTuple):
+    """A person with templates of the serving version but none of the target version."""
+
+    person_id: int
+    name: str
+    templates: int  # of the serving version
+    photos: int  # kept photos (0: enrolled while photos were not kept)
+
+
+def people_without_version(
+    session: Session, serving_version: str | None, target_version: str
+) -> list[UncoveredPerson]:
+    """People who can be recognised under ``serving_version`` (None: under any version) and could
+    not under ``target_version``."""
+    serving_stmt = select(FaceTemplate.person_id, func.count().label("n"))
+    if serving_version is not None:
+        serving_stmt = serving_stmt.where(FaceTemplate.model_version == serving_version)
+    serving = serving_stmt.group_by(FaceTemplate.person_id).subquery()
+    photos = (
+        select(EnrolmentPhoto.person_id, func.count().label("n"))
+        .group_by(EnrolmentPhoto.person_id)
+        .subquery()
+    )
+    covered = (
+        select(FaceTemplate.id)
+        .where(FaceTemplate.person_id == Person.id, FaceTemplate.model_version == target_version)
+        .exists()
+    )
+    rows = session.execute(
+        select(Person.id, Person.name, serving.c.n, func.coalesce(photos.c.n, 0))
+        .join(serving, serving.c.person_id == Person.id)
+        .outerjoin(photos, photos.c.person_id == Person.id)
+        .where(~covered)
+        .order_by(Person.id)
+    ).all()
+    return [UncoveredPerson(int(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
+def templates_without_photo(session: Session, model_version: str) -> int:
+    """Templates of ``model_version`` made before photos were kept (no reencode can remake them)."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(FaceTemplate)
+            .where(FaceTemplate.model_version == model_version, FaceTemplate.photo_id.is_(None))
+        ).scalar_one()
+    )
+
+
+def template_versions(session: Session) -> dict[str, int]:
+    """How many templates each model version has."""
+    rows = session.execute(
+        select(FaceTemplate.model_version, func.count()).group_by(FaceTemplate.model_version)
+    ).all()
+    return {str(v): int(n) for v, n in rows}
 
 
 # --- the gallery: bulk load and change feed ----------------------------------------------------
@@ -320,20 +536,61 @@ class GalleryDelta(NamedTuple):
     added: TemplateArrays
 
 
-def _bump_gallery_version(session: Session) -> int:
+def _update_gallery_state(session: Session, **values: Any) -> tuple[int, str | None]:
     stmt = (
         update(GalleryState)
         .where(GalleryState.id == 1)
-        .values(version=GalleryState.version + 1)
-        .returning(GalleryState.version)
+        .values(**values)
+        .returning(GalleryState.version, GalleryState.active_version)
         .execution_options(synchronize_session=False)
     )
-    return int(session.execute(stmt).scalar_one())
+    version, active = session.execute(stmt).one()
+    return int(version), active
+
+
+def _bump_gallery(session: Session) -> tuple[int, str | None]:
+    """Takes the gallery_state row lock and moves the version: (new version, active version)."""
+    return _update_gallery_state(session, version=GalleryState.version + 1)
+
+
+def _bump_gallery_version(session: Session) -> int:
+    return _bump_gallery(session)[0]
+
+
+def _lock_gallery(session: Session) -> tuple[int, str | None]:
+    """Takes the gallery_state row lock (PostgreSQL: the row; SQLite: the write lock) without
+    moving the version: (version, active version) as of the lock."""
+    return _update_gallery_state(session, version=GalleryState.version)
 
 
 def gallery_version(session: Session) -> int:
     """The change counter: it moves whenever a template is added or deleted."""
     return int(session.execute(select(GalleryState.version).where(GalleryState.id == 1)).scalar_one())
+
+
+def gallery_state(session: Session) -> tuple[int, str | None]:
+    """(version, active_version): the active version is the template version the service
+    matches (None: not pinned yet; see ``app.services.reencode.choose_serving``)."""
+    version, active = session.execute(
+        select(GalleryState.version, GalleryState.active_version).where(GalleryState.id == 1)
+    ).one()
+    return int(version), active
+
+
+def lock_gallery(session: Session) -> tuple[int, str | None]:
+    """Takes the gallery lock for a check-then-switch (see ``set_active_version``)."""
+    return _lock_gallery(session)
+
+
+def set_active_version(session: Session, model_version: str) -> int:
+    """Makes ``model_version`` the one every replica matches, and bumps the gallery version so that
+    replicas notice. Call it after ``lock_gallery`` in the same transaction. Returns the version."""
+    if not model_version or len(model_version) > 64:
+        raise ValueError("model_version must be 1 to 64 characters")
+    version, _ = _update_gallery_state(
+        session, version=GalleryState.version + 1, active_version=model_version
+    )
+    return version
 
 
 def _template_arrays(rows: Sequence[Row[int, int, bytes, int]], dim: int | None) -> TemplateArrays:
@@ -434,6 +691,7 @@ def record_event(
     second_distance: float | None = None,
     liveness: dict[str, Any] | None = None,
     created_at: datetime | None = None,
+    tau: float | None = None,
 ) -> AccessEvent:
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
@@ -444,6 +702,7 @@ def record_event(
         person_id=person_id,
         best_distance=best_distance,
         second_distance=second_distance,
+        tau=tau,
         frames=frames,
         frames_with_face=frames_with_face,
         liveness=liveness,
