@@ -187,7 +187,8 @@ def test_manifest_details(zoo: Zoo) -> None:
     assert s["input"]["name"] == "chips" and s["input"]["size"] == [112, 112] and s["input"]["color"] == "RGB"
     assert s["output"] == {"name": "embedding", "size": 128, "metric": "cosine", "normalized": False}
     assert (s["input"]["mean"], s["input"]["scale"]) == (127.5, 1 / 128)
-    assert len(s["alignment"]["template"]) == 5
+    assert len(s["alignment"]["template"]) == 5 and s["default_tau"] == pytest.approx(1 - 0.363)
+    assert s["upstream"]["sha256"] == SFACE_SHA256 and y["upstream"]["license"] == "MIT"
     assert y["input"]["name"] == "image" and y["input"]["size_multiple"] == 32
     assert y["output"]["strides"] == [8, 16, 32] and len(y["output"]["names"]) == 12
     assert 0 < y["score_threshold"] < 1 and 0 < y["nms_threshold"] < 1
