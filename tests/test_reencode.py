@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from numpy.typing import NDArray
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -98,19 +99,13 @@ def sface_pipeline(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     pipeline.close()
 
 
-def _jpeg(rgb: np.ndarray) -> bytes:
+def _jpeg(rgb: NDArray[np.uint8]) -> bytes:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
     return buf.tobytes()
 
 
-def _astronaut() -> bytes:
-    from skimage import data
-
-    return _jpeg(np.ascontiguousarray(data.astronaut()))
-
-
-def _vec(seed: int) -> np.ndarray:
+def _vec(seed: int) -> NDArray[np.float32]:
     v = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
     return v / np.linalg.norm(v)
 
@@ -214,27 +209,71 @@ def test_start_refuses_a_version_no_profile_makes(db_url: str, model_dir: Path, 
         Services.start(_settings(model_dir, tmp_path, db_url))
 
 
+def test_a_replica_that_cannot_switch_keeps_serving_the_old_version(sessions: sessionmaker[Session]) -> None:
+    from app.gallery.index import FaceIndex
+    from app.services.gallery_sync import GallerySync
+
+    with sessions() as s:
+        pid = q.create_person(s, "Ada").id
+        q.add_template(s, pid, _vec(1), model_version="old", quality={}, image_sha256=SHA)
+        s.commit()
+    tried: list[str] = []
+
+    def cannot(version: str) -> None:
+        tried.append(version)
+        raise GalleryVersionError(f"no profile makes {version}")
+
+    index = FaceIndex(128, background_maintenance=False)
+    sync = GallerySync(sessions, index, "old", on_switch=cannot)
+    sync.load()
+    with sessions() as s:
+        q.lock_gallery(s)
+        q.set_active_version(s, "new")
+        q.add_template(s, pid, _vec(2), model_version="new", quality={}, image_sha256=SHA)
+        s.commit()
+    assert sync.catch_up() and tried == ["new"]
+    assert (sync.model_version, len(index)) == ("old", 1)  # the "new" template is not mixed in
+    # Deletions still arrive; the unservable version is not tried again.
+    with sessions() as s:
+        q.delete_person(s, pid)
+        s.commit()
+    assert sync.catch_up() and tried == ["new"] and len(index) == 0
+    assert not sync.catch_up()
+
+    # A switch that fails for another reason (models unreadable...) is retried later, not every poll.
+    def broken(version: str) -> None:
+        tried.append(version)
+        raise RuntimeError("model files unreadable")
+
+    sync = GallerySync(sessions, index, "old", on_switch=broken)
+    sync.load()
+    with pytest.raises(RuntimeError):
+        sync.catch_up()
+    assert not sync.catch_up() and tried == ["new", "new"] and sync.model_version == "old"
+    index.close()
+
+
 # --- reencode without re-enrolment -------------------------------------------------------------
 
 
 def test_people_without_an_encodable_photo_block_the_switch_unless_allowed(
+    *,
     sessions: sessionmaker[Session],
     model_dir: Path,
     tmp_path: Path,
     manifest: Manifest,
     sface_pipeline: FacePipeline,
+    astronaut: NDArray[np.uint8],
 ) -> None:
     settings = _settings(model_dir, tmp_path, "sqlite://", profile="dlib")
     dlib = profile_encoding_version(manifest, "dlib", False)
     sface = sface_pipeline.model_version
-    astronaut = _astronaut()
+    photo = _jpeg(astronaut)
     blank = _jpeg(np.full((480, 640, 3), 128, np.uint8))
     with sessions() as s:
         ids = {name: q.create_person(s, name).id for name in ("kept", "legacy", "faceless")}
-        sha = hashlib.sha256(astronaut).hexdigest()
-        q.add_template(
-            s, ids["kept"], _vec(1), model_version=dlib, quality={}, image_sha256=sha, photo=astronaut
-        )
+        sha = hashlib.sha256(photo).hexdigest()
+        q.add_template(s, ids["kept"], _vec(1), model_version=dlib, quality={}, image_sha256=sha, photo=photo)
         q.add_template(
             s, ids["legacy"], _vec(2), model_version=dlib, quality={}, image_sha256=SHA
         )  # no photo
@@ -380,12 +419,13 @@ def test_reencoding_a_live_gallery_loses_no_person_and_mixes_no_versions(
     tmp_path: Path,
     manifest: Manifest,
     sface_pipeline: FacePipeline,
+    astronaut: NDArray[np.uint8],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     enrol_photos = {who: _photo(who, files[0]) for who, files in PEOPLE.items()}
     probes = {who: _photo(who, files[1]) for who, files in PEOPLE.items() if files[1]}
     racer_photo, racer_probe = _photo(RACER[0], RACER[1]), _photo(RACER[0], RACER[2])
-    stranger = _astronaut()
+    stranger = _jpeg(astronaut)
     dlib = profile_encoding_version(manifest, "dlib", False)
     sface = sface_pipeline.model_version
     admin, door_key, door_id = _keys(sessions)
@@ -488,3 +528,39 @@ def test_reencoding_a_live_gallery_loses_no_person_and_mixes_no_versions(
             assert q.list_templates(s, people["obama"]) == []
         b.services.gallery.catch_up()
         assert b.decide(probes["obama"])["reason"] == "unknown_person"
+
+
+@pytest.mark.slow
+def test_the_command_lists_who_would_lose_access_and_switches_only_when_allowed(
+    model_dir: Path, manifest: Manifest, tmp_path: Path
+) -> None:
+    from tests.http_server import ServiceProcess
+
+    cli = ServiceProcess(tmp_path, model_dir)
+    assert cli.cli("db", "upgrade").returncode == 0
+    dlib = profile_encoding_version(manifest, "dlib", True)  # the CLI's default flip averaging
+    sface = profile_encoding_version(manifest, "sface", True)
+    engine = store_db.make_engine(f"sqlite:///{(tmp_path / 'facegate.db').as_posix()}")
+    with store_db.make_session_factory(engine)() as s:
+        pid = q.create_person(s, "Enrolled before photos were kept").id
+        q.add_template(s, pid, _vec(1), model_version=dlib, quality={}, image_sha256=SHA)
+        s.commit()
+
+    refused = cli.cli("gallery", "reencode", "--profile", "sface")
+    assert refused.returncode == 1, refused.stderr
+    assert (
+        f"person {pid} 'Enrolled before photos were kept': 1 template(s), 0 kept photo(s)" in refused.stdout
+    )
+    assert "--allow-missing" in refused.stderr
+    status = cli.cli("gallery", "status")
+    assert status.returncode == 0 and "not pinned yet" in status.stdout
+    assert f"1 templates  {dlib}  (profile dlib)" in status.stdout
+
+    allowed = cli.cli("gallery", "reencode", "--profile", "sface", "--allow-missing")
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"switched: the gallery now serves {sface}" in allowed.stdout
+    with store_db.make_session_factory(engine)() as s:
+        assert q.gallery_state(s)[1] == sface
+    engine.dispose()
+    assert f"serving {sface}" in cli.cli("gallery", "status").stdout
+    assert cli.cli("gallery", "reencode", "--profile", "nope").returncode == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -27,6 +28,10 @@ from app.services.reencode import GalleryVersionError
 from app.store import queries
 
 log = logging.getLogger(__name__)
+
+# After a failed switch (models or SQL unavailable), the old version keeps serving and the switch
+# is retried this much later, not on every poll: each try loads a whole profile.
+SWITCH_RETRY_S = 30.0
 
 
 class GallerySync:
@@ -45,6 +50,7 @@ class GallerySync:
         # Called (outside the lock) with the new active version when a reencode switched it.
         self.on_switch = on_switch
         self._unservable: str | None = None  # an active version this build cannot make
+        self._retry_switch_at = 0.0  # time.monotonic() before which no switch is tried again
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -83,6 +89,7 @@ class GallerySync:
             old = self.index
             self.index, self.model_version, self.version = index, model_version, version
             self._unservable = None
+            self._retry_switch_at = 0.0
         return old
 
     def catch_up(self) -> bool:
@@ -93,14 +100,19 @@ class GallerySync:
         """
         with self._lock, self.sessions() as session:
             current, active = queries.gallery_state(session)
-            if current == self.version:
-                return False
-            switch_to = None
-            if active is not None and active not in {self.model_version, self._unservable}:
-                switch_to = active
-            if switch_to is None or self.on_switch is None:
+            pending = active not in {None, self.model_version, self._unservable}
+            if (
+                active is None
+                or not pending
+                or self.on_switch is None
+                or time.monotonic() < self._retry_switch_at
+            ):
+                if current == self.version:
+                    return False
                 self._apply_changes(session, current)
                 return True
+            switch_to = active
+            self._retry_switch_at = time.monotonic() + SWITCH_RETRY_S  # reset by install()
         try:
             self.on_switch(switch_to)
         except GalleryVersionError as exc:
