@@ -176,6 +176,13 @@ def test_a_writer_of_another_version_is_refused_after_the_switch(sessions: sessi
         s.commit()
 
 
+def test_the_enrol_endpoint_documents_the_switching_refusal(tmp_path: Path) -> None:
+    schema = create_app(Settings(data_dir=tmp_path)).openapi()
+    responses = schema["paths"]["/v1/people/{person_id}/faces"]["post"]["responses"]
+    assert "gallery_switching" in responses["503"]["description"]
+    assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+
+
 # --- which version a service serves ------------------------------------------------------------
 
 
