@@ -243,8 +243,32 @@ def reencode(
                 report.seconds = time.perf_counter() - started
                 raise ReencodeRefusedError(report)
     say(f"reencode: {report.photos} kept photo(s) to cover with {target} (serving {serving})")
+    owned = pipeline is None
     if pipeline is None:
         pipeline = FacePipeline.load(settings, profile=spec.name)
+    try:
+        _encode_and_switch(
+            sessions, settings, pipeline, report, allow_missing=allow_missing, batch_size=batch_size, say=say
+        )
+    finally:
+        report.seconds = time.perf_counter() - started
+        if owned:
+            pipeline.close()
+    return report
+
+
+def _encode_and_switch(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    pipeline: FacePipeline,
+    report: ReencodeReport,
+    *,
+    allow_missing: bool,
+    batch_size: int,
+    say: Callable[[str], None],
+) -> None:
+    """Pass 1 encodes while the service serves; pass 2 re-checks under the gallery lock and switches."""
+    target, serving = report.target_version, report.serving_version
     encoder = _PhotoEncoder(sessions, settings, pipeline, report, batch_size=batch_size, say=say)
     encode, failed = encoder.encode, encoder.failed
 
@@ -277,7 +301,6 @@ def reencode(
             if report.uncovered and not allow_missing:
                 session.rollback()
                 report.active_version = before
-                report.seconds = time.perf_counter() - started
                 raise ReencodeRefusedError(report)
             if active == target:
                 report.active_version = active
@@ -292,8 +315,6 @@ def reencode(
         raise RuntimeError(
             f"new enrolments kept arriving during {SWITCH_ATTEMPTS} switch attempts; rerun the reencode"
         )
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 class _PhotoEncoder:
