@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the CLI imports the models lazily: `facegate db upgrade` ne
     from sqlalchemy.engine import Engine
 
     from app.evaluation.liveness_eval import LivenessReport
+    from app.evaluation.liveness_real import RealReport
     from app.vision.pipeline import FacePipeline
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="FaceGate face-entry access control.")
@@ -85,7 +86,7 @@ def _evaluate_liveness(
     settings: Settings, pipeline: FacePipeline, faces: Path, cache_dir: Path | None, **options: Any
 ) -> LivenessReport:
     """The liveness evaluation with the service's own models, detection settings and face gate."""
-    from app.evaluation.liveness_eval import evaluate_liveness, faces_cache_key
+    from app.evaluation.liveness_eval import evaluate_liveness
 
     return evaluate_liveness(
         pipeline.faces,
@@ -93,15 +94,42 @@ def _evaluate_liveness(
         faces,
         operating_threshold=pipeline.liveness.threshold,
         cache_dir=cache_dir,
-        model_key=faces_cache_key(
-            settings.models_path,
-            settings.detect_upsample_below_px,
-            settings.detect_min_face_px,
-            settings.liveness_landmarks68,
-        ),
+        model_key=_liveness_faces_key(settings, pipeline),
         min_face_px=settings.recognize_min_face_px,
         progress=log.info,
         **options,
+    )
+
+
+def _liveness_faces_key(settings: Settings, pipeline: FacePipeline) -> str:
+    """What the cached faces depend on, whatever the profile: the built models, the detection
+    settings and the pipeline's template version (which names its profile)."""
+    from app.evaluation.liveness_real import faces_model_key
+
+    detection = {
+        name: value
+        for name, value in settings.model_dump().items()
+        if name.startswith("detect_") or name == "liveness_landmarks68"
+    }
+    detection["templates"] = pipeline.model_version
+    return faces_model_key(settings.models_path, detection)
+
+
+def _evaluate_real_liveness(
+    settings: Settings, pipeline: FacePipeline, folder: Path, cache_dir: Path | None
+) -> RealReport:
+    """The real captures (../shared/faces/liveness) as door bursts, on the service's own path."""
+    from app.evaluation.liveness_real import evaluate_real
+
+    return evaluate_real(
+        pipeline.faces,
+        pipeline.liveness.judge,
+        folder,
+        cache_dir=cache_dir,
+        model_key=_liveness_faces_key(settings, pipeline),
+        min_face_px=settings.recognize_min_face_px,
+        operating_threshold=pipeline.liveness.threshold,
+        progress=log.info,
     )
 
 
@@ -341,33 +369,74 @@ def eval_liveness(
     attacks_per_type: Annotated[int, typer.Option(min=1, help="Photos rendered as each attack type.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the photo sample and the attack renderings.")] = 0,
     save_frames: Annotated[Path | None, typer.Option(help="Write every attack frame (JPEG) here.")] = None,
-    cues: Annotated[bool, typer.Option("--cues", help="Also print each set's median cues.")] = False,
+    cues: Annotated[
+        bool,
+        typer.Option("--cues", help="Also print each rendered set's median cues and the real cue audit."),
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every burst's verdict here.")] = None,
     cache: Annotated[
         bool, typer.Option(help="Keep rendered bursts and found faces in <data_dir>/cache/liveness.")
     ] = True,
+    real: Annotated[
+        bool | None,
+        typer.Option(
+            "--real/--no-real",
+            help="The real captures in <faces>/liveness; default: when that folder exists.",
+        ),
+    ] = None,
+    rendered: Annotated[
+        bool,
+        typer.Option("--rendered/--no-rendered", help="The rendered attacks, live stage video and stills."),
+    ] = True,
 ) -> None:
     """Liveness in ISO/IEC 30107-3 terms: APCER per attack type, BPCER, BPCER at APCER 1%."""
     from app.evaluation.liveness_eval import format_cues, format_report, report_records
-
-    settings, pipeline = _evaluation_pipeline()
-    if not faces.is_dir():
-        typer.echo(f"error: {faces} is not a folder", err=True)
-        raise typer.Exit(2)
-    report = _evaluate_liveness(
-        settings,
-        pipeline,
-        faces,
-        settings.data_dir / "cache" / "liveness" if cache else None,
-        attacks_per_type=attacks_per_type,
-        seed=seed,
-        save_frames=save_frames,
+    from app.evaluation.liveness_real import (
+        LIVENESS_FOLDER,
+        cue_audit,
+        format_cue_audit,
+        format_real,
+        real_records,
     )
-    for line in format_report(report) + (format_cues(report) if cues else []):
-        typer.echo(line)
+    from app.vision.liveness import cue_rules
+
+    real_dir = faces / LIVENESS_FOLDER
+    with_real = real_dir.is_dir() if real is None else real
+    if not faces.is_dir() or (with_real and not real_dir.is_dir()):
+        typer.echo(f"error: {real_dir if faces.is_dir() else faces} is not a folder", err=True)
+        raise typer.Exit(2)
+    if not (with_real or rendered):
+        typer.echo("error: nothing to evaluate: --no-real and --no-rendered", err=True)
+        raise typer.Exit(2)
+    settings, pipeline = _evaluation_pipeline()
+    cache_dir = settings.data_dir / "cache" / "liveness" if cache else None
+    records: list[dict[str, object]] = []
+    if rendered:
+        report = _evaluate_liveness(
+            settings,
+            pipeline,
+            faces,
+            cache_dir,
+            attacks_per_type=attacks_per_type,
+            seed=seed,
+            save_frames=save_frames,
+        )
+        for line in format_report(report) + (format_cues(report) if cues else []):
+            typer.echo(line)
+        records += report_records(report)
+    if with_real:
+        real_report = _evaluate_real_liveness(settings, pipeline, real_dir, cache_dir)
+        lines = format_real(real_report)
+        if cues:
+            limits = pipeline.liveness.limits
+            audit = cue_audit(real_report, lambda c: cue_rules(c, limits), limits.rejects)
+            lines += format_cue_audit(audit, limits.rejects)
+        for line in lines:
+            typer.echo(line)
+        records += real_records(real_report)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report_records(report), indent=1))
+        json_out.write_text(json.dumps(records, indent=1))
 
 
 @db_cli.command("upgrade")

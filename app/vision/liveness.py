@@ -1,9 +1,9 @@
 """LivenessModel: one tracked face over a burst in, live / spoof / undetermined out.
 
 1. Reject-only image cues (``liveness_image``): a border around the face that moves with it
-   (or around a face too still to tell; scenery stays put while a face moves), moire, glare,
+   (or around a face too still to tell; scenery stays put while a face moves), moire,
    pixel-identical frames, a face that never moved. Any of them makes the burst a spoof;
-   none of them can make it live.
+   none of them can make it live. Glare is measured and recorded, not used (``DEFAULT_REJECTS``).
 2. The abstain rule: when the nose offset and the eye asymmetry did not change beyond landmark
    noise (``motion_snr`` below the manifest's ``min_motion_snr``: the head did not turn),
    geometry cannot tell a head from a picture: "undetermined", hint "turn_head".
@@ -23,7 +23,7 @@ mean in turn, all in one batch through the classifier).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,23 @@ from app.vision.liveness_types import LivenessResult, TrackedFace
 from app.vision.manifest import REBUILD_HINT, Manifest, ModelArtifactError
 from app.vision.runtime import create_session, warm_up
 
+REJECT_CUES = ("border", "moire", "glare", "identical_frames", "motionless")
+# The cues whose rule may call a burst a spoof; every cue is measured and recorded either way.
+# Audited on the real captures (``facegate eval liveness --cues``, ``evaluation/liveness_real``),
+# with the sface and the dlib profiles:
+# - glare holds on 6-12 of 81 NUAA live bursts (faces overexposed by office lights, up to a third
+#   of the face saturated) and on no real or rendered attack that another cue did not catch: off.
+# - border holds on 41-44% of real live bursts (77-88% of NUAA's: desks, walls and the head's own
+#   outline around a face that barely moves) and on 71-85% of real attacks. No setting found keeps
+#   it under 1% of live with more than a fifth of its catches, so it stays. Without it no real or
+#   rendered attack is let in (the geometry leaves them undetermined), but nearly all the attacks
+#   it calls spoofs become undetermined, which a door with ``liveness_undetermined: grant`` admits.
+DEFAULT_REJECTS: tuple[str, ...] = ("border", "moire", "identical_frames", "motionless")
+
 
 @dataclass(frozen=True)
 class ImageCueLimits:
-    """When a reject-only image cue fires (each judged over the burst's frames)."""
+    """When a reject-only image cue fires (each judged over the burst's frames), and which may reject."""
 
     # Straight edges on all 4 sides of the face: 3 fire on real scenes (stage sets, door frames).
     border_min_sides: int = 4
@@ -60,8 +73,9 @@ class ImageCueLimits:
     # scores 1.0, so a picture held still stays rejected). See ``liveness_image.border_motion``.
     border_min_follow: float = 0.7
     moire_min_peak: float = 5.5  # ln power over surroundings; natural faces stay near 3
-    glare_min_fraction: float = 0.04  # largest saturated blob, as a fraction of the face box
+    glare_min_fraction: float = 0.04  # largest saturated blob, as a fraction of the face box (off by default)
     identical_min_fraction: float = 0.5  # consecutive frame pairs identical to the pixel
+    rejects: tuple[str, ...] = DEFAULT_REJECTS  # the cues (of ``REJECT_CUES``) that take part in the verdict
 
     def __post_init__(self) -> None:
         for name in ("border_min_frames", "border_min_follow", "identical_min_fraction"):
@@ -69,6 +83,28 @@ class ImageCueLimits:
                 raise ValueError(f"ImageCueLimits.{name} is a fraction of the burst, in (0, 1]")
         if not 1 <= self.border_min_sides <= 4:
             raise ValueError("ImageCueLimits.border_min_sides counts the face's sides, 1 to 4")
+        unknown = set(self.rejects) - set(REJECT_CUES)
+        if unknown:
+            raise ValueError(f"ImageCueLimits.rejects: unknown cues {sorted(unknown)}; known: {REJECT_CUES}")
+
+
+def cue_rules(cues: Mapping[str, float], limits: ImageCueLimits) -> dict[str, bool]:
+    """Whether each reject cue's rule holds on a burst's measured cues, whether or not it may reject."""
+    return {
+        # Only a border that moves with the face, or around a face too still to tell: scenery stays put.
+        "border": cues["border_frames"] >= limits.border_min_frames
+        and cues.get("border_follow", 1.0) >= limits.border_min_follow,
+        "moire": cues["moire_peak"] >= limits.moire_min_peak,
+        "glare": cues["glare_fraction"] >= limits.glare_min_fraction,
+        "identical_frames": cues["identical_fraction"] >= limits.identical_min_fraction,
+        "motionless": cues.get("motionless", 0.0) >= 1.0,
+    }
+
+
+def fired_cues(cues: Mapping[str, float], limits: ImageCueLimits) -> list[str]:
+    """The cues that reject this burst: those of ``limits.rejects`` whose rule holds."""
+    rules = cue_rules(cues, limits)
+    return [name for name in REJECT_CUES if name in limits.rejects and rules[name]]
 
 
 def blink_cues(track: Sequence[TrackedFace]) -> dict[str, float]:
@@ -152,6 +188,7 @@ class LivenessModel:
             "border_frames": float(np.mean([s >= limits.border_min_sides for s in sides])),
             "border_follow": motion.follow,
             "border_shift": motion.shift,
+            "border_decisive": float(motion.decisive_sides),
             "moire_peak": float(np.median(moire)),
             "glare_fraction": float(np.median(glare)),
             "identical_fraction": image_cues.identical_fraction(
@@ -160,17 +197,7 @@ class LivenessModel:
         }
 
     def _rejects(self, cues: dict[str, float]) -> list[str]:
-        limits = self.limits
-        fired = {
-            # Only a border that moves with the face, or around a face too still to tell: scenery stays put.
-            "border": cues["border_frames"] >= limits.border_min_frames
-            and cues.get("border_follow", 1.0) >= limits.border_min_follow,
-            "moire": cues["moire_peak"] >= limits.moire_min_peak,
-            "glare": cues["glare_fraction"] >= limits.glare_min_fraction,
-            "identical_frames": cues["identical_fraction"] >= limits.identical_min_fraction,
-            "motionless": cues.get("motionless", 0.0) >= 1.0,
-        }
-        return [name for name, hit in fired.items() if hit]
+        return fired_cues(cues, self.limits)
 
     def _drivers(self, features: NDArray[np.float64], p: float, live: bool) -> list[str]:
         """Features whose replacement by the training mean moves P(live) most against the outcome."""
