@@ -176,6 +176,39 @@ def test_a_writer_of_another_version_is_refused_after_the_switch(sessions: sessi
         s.commit()
 
 
+@pytest.mark.slow
+def test_enrolment_keeps_the_uploaded_photo_unless_told_not_to(
+    model_dir: Path, tmp_path: Path, astronaut: NDArray[np.uint8]
+) -> None:
+    url = f"sqlite:///{(tmp_path / 'facegate.db').as_posix()}"
+    store_db.upgrade(url)
+    engine = store_db.make_engine(url)
+    sessions = store_db.make_session_factory(engine)
+    admin, door_key, door_id = _keys(sessions)
+    photo = _jpeg(astronaut)
+    for keep in (True, False):
+        settings = _settings(model_dir, tmp_path / str(keep), url, profile="dlib", keep_enrolment_photos=keep)
+        with TestClient(create_app(settings)) as client:
+            api = _Api(client, admin, door_key, door_id)
+            pid = api.new_person(f"keep={keep}")
+            r = api.enrol(pid, photo)
+            assert r.status_code == 201, r.text
+            with sessions() as s:
+                [template] = q.list_templates(s, pid)
+                kept = s.scalars(select(EnrolmentPhoto).where(EnrolmentPhoto.person_id == pid)).all()
+                if keep:
+                    assert [(p.id, p.image, p.image_sha256) for p in kept] == [
+                        (template.photo_id, photo, hashlib.sha256(photo).hexdigest())
+                    ]
+                else:
+                    assert kept == [] and template.photo_id is None
+            gone = client.delete(f"/v1/people/{pid}", headers={"Authorization": f"Bearer {admin}"})
+            assert gone.status_code == 204
+            with sessions() as s:
+                assert q.count_photos(s) == 0 and q.template_versions(s) == {}
+    engine.dispose()
+
+
 def test_the_enrol_endpoint_documents_the_switching_refusal(tmp_path: Path) -> None:
     schema = create_app(Settings(data_dir=tmp_path)).openapi()
     responses = schema["paths"]["/v1/people/{person_id}/faces"]["post"]["responses"]
