@@ -133,14 +133,27 @@ def _evaluate_real_liveness(
     )
 
 
-def _evaluation_pipeline() -> tuple[Settings, FacePipeline]:
+ProfileOption = Annotated[
+    str | None, typer.Option("--profile", help="Model profile: sface or dlib; default FACEGATE_PROFILE.")
+]
+
+
+def _evaluation_pipeline(profile: str | None = None) -> tuple[Settings, FacePipeline]:
     """Settings and the service's own pipeline (models built when missing) for the eval commands."""
     from app.vision.pipeline import FacePipeline
+    from app.vision.profiles import profile_spec
 
     _setup_logging()
     settings = get_settings()
+    try:
+        name = profile_spec(profile or settings.profile).name
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     ensure_models(settings)
-    return settings, FacePipeline.load(settings)
+    pipeline = FacePipeline.load(settings, profile=name)
+    typer.echo(f"profile {name} ({pipeline.profile.metric} distance), templates {pipeline.model_version}")
+    return settings, pipeline
 
 
 @models_cli.command("build")
@@ -168,12 +181,41 @@ def models_build(
         typer.echo(f"{name:10s} {target / entry.file}  sha256 {entry.sha256[:16]}…  version {entry.version}")
 
 
+@models_cli.command("import-pad")
+def models_import_pad(
+    files: Annotated[
+        list[Path], typer.Argument(help="The two MiniFASNet .onnx files, or the folder that holds them.")
+    ],
+    model_dir: Annotated[Path | None, typer.Option(help="Default: FACEGATE_MODEL_DIR.")] = None,
+) -> None:
+    """Import the operator's MiniFASNet pair as the PAD model (checked by sha256, added to the manifest)."""
+    from models.import_pad import PadImportError, import_pad
+
+    _setup_logging("WARNING")
+    target = model_dir or get_settings().models_path
+    try:
+        manifest = import_pad(files, target)
+    except (PadImportError, ModelArtifactError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    details = manifest.details("pad")
+    for spec in details["files"]:
+        path, digest = target / spec["file"], spec["sha256"][:16]
+        typer.echo(f"pad  {path}  {spec['model']} at crop scale {spec['scale']}  sha256 {digest}…")
+    typer.echo(f"pad  version {manifest.entry('pad').version}  licence {details['licence']}")
+
+
 @cli.command()
 def embed(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per image.")] = False,
+    profile: ProfileOption = None,
 ) -> None:
-    """Detect, align and encode every face in each image (dlib's coordinate conventions)."""
+    """Detect, align and encode every face in each image (boxes in dlib's coordinate conventions).
+
+    ``--profile dlib`` gives dlib's own outputs; ``sface`` gives the unit-length SFace encodings
+    the service stores, with YuNet's five points.
+    """
     from app.vision.imageio import ImageError, decode_image
     from app.vision.pipeline import FacePipeline
 
@@ -181,9 +223,11 @@ def embed(
     settings = get_settings()
     try:
         ensure_models(settings)
-        # The embed contract is dlib's own encoding, so never the flip-averaged one.
-        pipeline = FacePipeline.load(settings, flip_average=False)
-    except ModelArtifactError as exc:
+        # dlib's contract is its own plain encoding; other profiles give what the service stores.
+        name = profile or settings.profile
+        flip = False if name == "dlib" else None
+        pipeline = FacePipeline.load(settings, flip_average=flip, profile=name)
+    except (ModelArtifactError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     failed = 0
@@ -208,6 +252,11 @@ def embed(
                         "box": list(f.box),
                         "score": float(f.score),
                         "landmarks": [[int(x), int(y)] for x, y in f.landmarks],
+                        **(
+                            {"points": [[float(x), float(y)] for x, y in f.points]}
+                            if f.points is not None and pipeline.profile.name != "dlib"
+                            else {}
+                        ),
                         "embedding": [float(v) for v in f.embedding],
                     }
                     for f in faces
@@ -228,16 +277,17 @@ def eval_verify(
     tau: Annotated[float | None, typer.Option(help="Threshold; default FACEGATE_TAU.")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only this many pairs (half same, half not).")] = None,
     plots: Annotated[Path | None, typer.Option(help="PNG chart folder; default <data_dir>/reports.")] = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Verification accuracy (fold cross-validation), ROC, TAR@FAR and EER of the whole pipeline on pairs."""
     from app.evaluation.pairs import evaluate_pairs
     from app.evaluation.report import verification_charts, verification_lines
 
-    settings, pipeline = _evaluation_pipeline()
+    settings, pipeline = _evaluation_pipeline(profile)
     report = evaluate_pairs(
         pipeline,
         pairs,
-        tau if tau is not None else settings.tau,
+        tau if tau is not None else _reference_tau(settings, pipeline),
         limit,
         cache_dir=settings.data_dir / "cache",
     )
@@ -246,6 +296,11 @@ def eval_verify(
     if 0 < report.same.sum() < report.pairs:
         charts = verification_charts(report, plots or settings.data_dir / "reports")
         typer.echo(f"charts: {charts.roc} {charts.distances}")
+
+
+def _reference_tau(settings: Settings, pipeline: FacePipeline) -> float:
+    """A pinned FACEGATE_TAU, else the profile's published 1:1 operating point (reports only)."""
+    return settings.tau if settings.tau is not None else pipeline.profile.reference_tau
 
 
 @eval_cli.command("openset")
@@ -257,12 +312,17 @@ def eval_openset(
     tau: Annotated[float | None, typer.Option(help="Operating point; default FACEGATE_TAU.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N enrolled people, N strangers.")] = None,
     plots: Annotated[Path | None, typer.Option(help="DET chart folder; default <data_dir>/reports.")] = None,
+    profile: ProfileOption = None,
 ) -> None:
-    """Open-set search at the door: FNIR at FPIR 1%, 0.3%, 0.1%, rank-1 rate, DET curve (NIST FRVT 1:N)."""
+    """Open-set search at the door: FNIR at FPIR 1%, 0.3%, 0.1%, rank-1 rate, DET curve (NIST FRVT 1:N).
+
+    The door figures use the τ the service would apply to this gallery (calibrated for
+    FACEGATE_TARGET_STRANGER_FAR at its K) unless --tau or FACEGATE_TAU pins one.
+    """
     from app.evaluation.openset import evaluate_openset
     from app.evaluation.report import openset_chart, openset_lines
 
-    settings, pipeline = _evaluation_pipeline()
+    settings, pipeline = _evaluation_pipeline(profile)
     try:
         cache = settings.data_dir / "cache"
         result = evaluate_openset(
@@ -295,6 +355,7 @@ def eval_report(
     faces: Annotated[Path, typer.Option(help="The shared real-face folder (liveness).")] = Path(
         "../shared/faces"
     ),
+    profile: ProfileOption = None,
 ) -> None:
     """One Markdown page (report.md, plus its PNG charts) with every evaluation it is given data for."""
     from app.evaluation.openset import evaluate_openset
@@ -319,11 +380,12 @@ def eval_report(
     if not pairs and gallery is None:
         typer.echo("error: nothing to report: give --pairs and/or --gallery with --probes", err=True)
         raise typer.Exit(2)
-    settings, pipeline = _evaluation_pipeline()
+    settings, pipeline = _evaluation_pipeline(profile)
     cache, target = settings.data_dir / "cache", out or settings.data_dir / "reports"
     sections: list[Section] = []
     if pairs:
-        reports = [evaluate_pairs(pipeline, p, settings.tau, limit, cache_dir=cache) for p in pairs]
+        tau = _reference_tau(settings, pipeline)
+        reports = [evaluate_pairs(pipeline, p, tau, limit, cache_dir=cache) for p in pairs]
         sections.append(verification_section(reports, target))
         try:
             head = PairClassifier(pair_classifier, model_version=pipeline.model_version)
@@ -562,14 +624,17 @@ def calibrate(
         typer.Option(min=1e-9, max=0.1, help="False-accept target; default FACEGATE_TARGET_STRANGER_FAR."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON instead of text.")] = False,
+    profile: ProfileOption = None,
 ) -> None:
     """How often strangers would match someone at tau, for this gallery's size; the tau to use."""
     from app.api.gallery import calibration_out
     from app.evaluation.pairs import encode_images
+    from app.gallery.calibration import prior_model
     from app.services.calibration import CalibrationService, read_stranger_files, report_lines
     from app.store.db import SchemaError, make_session_factory
     from app.vision.manifest import load_manifest
-    from app.vision.pipeline import FacePipeline, encoding_version
+    from app.vision.pipeline import FacePipeline, calibration_prior, profile_encoding_version
+    from app.vision.profiles import profile_spec
 
     _setup_logging("WARNING")
     settings = get_settings()
@@ -578,11 +643,15 @@ def calibrate(
             ensure_models(settings)
             # The gallery's encodings need only the encoder's version and size; strangers need the models.
             manifest = load_manifest(settings.models_path)
-            version = encoding_version(manifest.entry("encoder").version, settings.encode_flip_average)
-            dim = int(manifest.details("encoder")["output"]["size"])
+            spec = profile_spec(profile or settings.profile)
+            version = profile_encoding_version(manifest, spec.name, settings.encode_flip_average)
+            encoder = manifest.details(spec.encoder)
+            dim = int(encoder["output"]["size"])
             encodings = None
             if strangers is not None:
-                pipeline = FacePipeline.from_manifest(settings.models_path, manifest, settings)
+                pipeline = FacePipeline.from_manifest(
+                    settings.models_path, manifest, settings, profile=spec.name
+                )
                 found = encode_images(pipeline, read_stranger_files(strangers), settings.data_dir / "cache")
                 faces = [v for v in found.values() if v is not None]
                 if len(faces) < len(found):
@@ -596,6 +665,10 @@ def calibrate(
                 dim,
                 tau=settings.tau,
                 target_far=settings.target_stranger_far,
+                metric=spec.metric,
+                prior=prior_model(calibration_prior(encoder, version)),
+                reference_tau=spec.reference_tau,
+                grid=spec.calibration_grid,
             )
             result = service.compute(target_far, encodings)
     except (SchemaError, ModelArtifactError, OSError, ValueError) as exc:

@@ -34,6 +34,14 @@ def _warn_without_admin(services: Services) -> None:
             )
 
 
+async def _follow_gallery(services: Services, interval_s: float) -> None:
+    """Recalibrate the τ in force after every gallery change (any replica's): the calibration
+    runs on its own thread and the previous τ stays in force until it finishes."""
+    while True:
+        await asyncio.sleep(interval_s)
+        services.calibration.refresh_in_background(services.gallery.version)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -44,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         await asyncio.to_thread(_warn_without_admin, services)
         sync = asyncio.create_task(services.gallery.run_forever(settings.gallery_sync_interval_s))
+        recalibrate = asyncio.create_task(_follow_gallery(services, settings.gallery_sync_interval_s))
         log.info(
             "facegate ready",
             extra={"model_version": services.pipeline.model_version, "templates": len(services.index)},
@@ -51,9 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            sync.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sync
+            for task in (sync, recalibrate):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             app.state.services = None
             await asyncio.to_thread(services.close)
 

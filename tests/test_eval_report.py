@@ -105,7 +105,9 @@ def test_calibration_section_on_a_few_people(pipeline, settings: Settings, tmp_p
     section = calibration_section(results, tmp_path)
     assert section.key == "calibration"
     assert "### 1 shot" in section.body and "### 3 shots" in section.body
-    assert f"| {settings.tau:.2f} (τ) |" in section.body
+    # No pinned τ: the curve marks the τ the service would apply to this gallery.
+    applied = results[0].report.tau
+    assert settings.tau is None and f"| {applied:.2f} (τ) |" in section.body
     assert "recommended τ for FAR 0.001" in section.body and "FACEGATE_TARGET_STRANGER_FAR" in section.body
     assert "Closest different people" in section.body
     png = cv2.imread(str(tmp_path / "calibration-far.png"))

@@ -110,10 +110,10 @@ def test_lfw_images_equal_dlib(pipeline: FacePipeline, dlib_source: Path) -> Non
         assert_same_as_dlib(pipeline, dlib_source, _load_rgb(path))
 
 
-def _embed(model_dir: Path, *files: Path) -> subprocess.CompletedProcess[str]:
+def _embed(model_dir: Path, *files: Path, profile: str = "dlib") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FACEGATE_MODEL_DIR": str(model_dir), "FACEGATE_ONNX_INTRA_OP_THREADS": "2"}
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "embed", "--json", *map(str, files)],
+        [sys.executable, "-m", "app.cli", "embed", "--json", "--profile", profile, *map(str, files)],
         capture_output=True,
         text=True,
         env=env,
@@ -152,6 +152,31 @@ def test_embed_cli_prints_the_design_contract(
         },
     }
     assert "notes.txt" in proc.stderr
+
+
+def test_embed_cli_default_profile_is_sface(
+    model_dir: Path, sface_pipeline: FacePipeline, astronaut: NDArray[np.uint8], tmp_path: Path
+) -> None:
+    """Without --profile, embed gives what the service stores: SFace's unit vectors, YuNet's points."""
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    env = {**os.environ, "FACEGATE_MODEL_DIR": str(model_dir), "FACEGATE_ONNX_INTRA_OP_THREADS": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "embed", "--json", str(photo)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [face] = json.loads(proc.stdout)["faces"]
+    assert set(face) == {"box", "score", "landmarks", "points", "embedding"}
+    embedding = np.array(face["embedding"])
+    assert abs(np.linalg.norm(embedding) - 1.0) < 1e-5
+    [want] = sface_pipeline.faces(cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    assert np.abs(embedding - want.embedding).max() < 1e-5
 
 
 def test_flip_average_mode_encodes_chip_and_mirror(

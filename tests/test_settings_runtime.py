@@ -16,7 +16,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FACEGATE_MODEL_DIR", raising=False)
     s = Settings()
     assert s.data_dir == Path("./var") and s.models_path == Path("./var/models")
-    assert s.tau == 0.6 and s.detect_upsample_below_px == 600
+    # No pinned tau: the service applies the calibrated one; the default profile is SFace.
+    assert s.tau is None and s.profile == "sface" and s.detect_upsample_below_px == 600
     assert s.onnx_providers[-1] == "CPUExecutionProvider"
 
 
@@ -31,7 +32,9 @@ def test_environment_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     "kwargs",
     [
         {"tau": 0.0},
-        {"tau": 2.0},
+        {"tau": 2.5},
+        {"profile": "facenet"},
+        {"detect_scale": 0.0},
         {"onnx_intra_op_threads": 0},
         {"onnx_providers": ("CUDAExecutionProvider",)},
         {"onnx_providers": ("TensorrtExecutionProvider", "CPUExecutionProvider")},

@@ -51,6 +51,7 @@ def _record(
             model_version=services.pipeline.model_version,
             request_id=request_id,
             liveness=result.liveness_record(),
+            tau=result.tau,
         )
         session.commit()
         return DecisionOut(
@@ -60,6 +61,7 @@ def _record(
             person=PersonRef(id=person.id, name=person.name) if granted and person is not None else None,
             distance=d.distance,
             second_distance=d.second_distance,
+            tau=result.tau,
             frames=result.frames,
             frames_with_face=result.frames_with_face,
             liveness=_liveness_out(result),
@@ -118,8 +120,9 @@ async def post_frames(
         await read_upload(f, services.settings.max_image_bytes, f"frame {i}") for i, f in enumerate(frames)
     ]
     burst = Burst(data, policy, times)
+    tau = services.calibration.tau  # read once: the event records the τ this decision used
     result = await run_inference(
-        services, recognise, services.pipeline, services.index, services.settings, burst
+        services, recognise, services.pipeline, services.index, services.settings, burst, tau
     )
     latency_ms = (time.perf_counter() - started) * 1000.0
     out = await run_in_threadpool(_record, services, door_id, result, latency_ms, request.state.request_id)

@@ -26,7 +26,12 @@ def _calibration_check(services: Services) -> dict[str, Any]:
     calibration = services.calibration
     latest = calibration.latest()
     refreshing = calibration.refresh_in_background(services.gallery.version)
-    check: dict[str, Any] = {"ok": True, "tau": services.settings.tau}
+    applied = calibration.applied
+    check: dict[str, Any] = {
+        "ok": True,
+        "tau": calibration.tau,
+        "tau_source": applied.source if applied is not None else "pinned",
+    }
     check["target_far"] = services.settings.target_stranger_far
     if latest is None:
         check["status"] = "computing" if refreshing else "unavailable"

@@ -126,6 +126,7 @@ def _check_duplicate(
         person_id=nearest[0],
         person_name=other_name,
         distance=round(nearest[1], 4),
+        tau=round(tau, 4),
     )
 
 

@@ -114,6 +114,7 @@ class DecisionOut(BaseModel):
     person: PersonRef | None
     distance: float | None
     second_distance: float | None
+    tau: float = Field(description="The 1:K threshold this decision used, in the profile's metric.")
     frames: int
     frames_with_face: int
     liveness: LivenessOut | None
@@ -133,6 +134,9 @@ class EventOut(BaseModel):
     person_id: int | None
     best_distance: float | None
     second_distance: float | None
+    tau: float | None = Field(
+        description="The 1:K threshold the decision used (null: before it was recorded)."
+    )
     frames: int
     frames_with_face: int
     liveness: dict[str, Any] | None

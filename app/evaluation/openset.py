@@ -37,8 +37,10 @@ from app.evaluation.metrics import (
     tradeoff,
 )
 from app.evaluation.pairs import encode_images
+from app.gallery.calibration import TailModel, applied_tau, impostor_sample, prior_model
 from app.gallery.index import FaceIndex
 from app.gallery.matching import decide_frame
+from app.gallery.metric import Metric
 from app.settings import Settings
 from app.vision.pipeline import FacePipeline
 
@@ -89,6 +91,7 @@ class OpenSetResult:
     nonmated_rank1_distance: NDArray[np.float64]
     tau: float
     door: DoorOutcomes
+    tau_source: str = "given"  # or how the default τ was calibrated
 
     @property
     def mated(self) -> int:
@@ -161,11 +164,16 @@ def select(
 
 
 def build_index(
-    settings: Settings, dim: int, person_ids: NDArray[np.int64], vectors: NDArray[np.float32]
+    settings: Settings,
+    dim: int,
+    person_ids: NDArray[np.int64],
+    vectors: NDArray[np.float32],
+    metric: Metric = "l2",
 ) -> FaceIndex:
     """The service's index with the service's settings; maintenance inline (nothing runs behind)."""
     index = FaceIndex(
         dim,
+        metric=metric,
         exact_max=settings.gallery_exact_max,
         hnsw_m=settings.gallery_hnsw_m,
         hnsw_ef_search=settings.gallery_hnsw_ef_search,
@@ -187,7 +195,12 @@ def evaluate_openset(
     limit: int | None = None,
     cache_dir: Path | None = None,
 ) -> OpenSetResult:
-    """Enrol the gallery at ``shots``, search every probe; ``tau`` defaults to the service's."""
+    """Enrol the gallery at ``shots``, search every probe.
+
+    ``tau`` defaults to the service's: the pinned FACEGATE_TAU, else the τ the service would
+    apply to this gallery (calibrated for FACEGATE_TARGET_STRANGER_FAR at its K, with the
+    encoder's dev-data prior), so the door figures are those of the default settings.
+    """
     if shots < 1:
         raise ValueError("shots must be at least 1")
     tau = settings.tau if tau is None else tau
@@ -209,7 +222,16 @@ def evaluate_openset(
         pipeline, sorted({r.file for r in gallery} | {p.file for p in probes}), cache_dir
     )
     return search_probes(
-        settings, gallery, probes, embeddings, shots=shots, tau=tau, dim=pipeline.encoder.dim
+        settings,
+        gallery,
+        probes,
+        embeddings,
+        shots=shots,
+        tau=tau,
+        dim=pipeline.encoder.dim,
+        metric=pipeline.profile.metric,
+        prior=prior_model(pipeline.calibration_prior),
+        reference_tau=pipeline.profile.reference_tau,
     )
 
 
@@ -220,21 +242,29 @@ def search_probes(
     embeddings: Mapping[Path, NDArray[np.float32] | None],
     *,
     shots: int,
-    tau: float,
+    tau: float | None,
     dim: int,
+    metric: Metric = "l2",
+    prior: TailModel | None = None,
+    reference_tau: float | None = None,
 ) -> OpenSetResult:
     """Enrol ``gallery`` in a FaceIndex built as the service builds it and search every probe.
 
-    ``embeddings`` maps every file to its encoding, None where no face was found.
+    ``embeddings`` maps every file to its encoding, None where no face was found. ``tau`` None:
+    the τ the service applies to this gallery (``applied_tau`` with ``prior``).
     """
     person_of = {name: i for i, name in enumerate(dict.fromkeys(r.identity for r in gallery), start=1)}
     enrolled = [(person_of[r.identity], e) for r in gallery if (e := embeddings[r.file]) is not None]
-    index = build_index(
-        settings,
-        dim,
-        np.array([pid for pid, _ in enrolled], dtype=np.int64),
-        np.stack([e for _, e in enrolled]) if enrolled else np.empty((0, dim), np.float32),
-    )
+    person_ids = np.array([pid for pid, _ in enrolled], dtype=np.int64)
+    vectors = np.stack([e for _, e in enrolled]) if enrolled else np.empty((0, dim), np.float32)
+    index = build_index(settings, dim, person_ids, vectors, metric)
+    tau_source = "given"
+    if tau is None:
+        sample = impostor_sample(
+            np.arange(1, len(person_ids) + 1, dtype=np.int64), person_ids, vectors, metric=metric
+        )
+        applied = applied_tau(sample, settings.target_stranger_far, prior, reference=reference_tau)
+        tau, tau_source = applied.tau, f"calibrated ({applied.source}, FAR {settings.target_stranger_far:g})"
 
     searched = [(p.file, e) for p in probes if (e := embeddings[p.file]) is not None]
     queries = np.stack([e for _, e in searched]) if searched else np.empty((0, dim), np.float32)
@@ -273,6 +303,7 @@ def search_probes(
         mated_rank1_is_mate=np.array(mated_ok, dtype=bool),
         nonmated_rank1_distance=np.array(nonmated_d, dtype=np.float64),
         tau=tau,
+        tau_source=tau_source,
         door=DoorOutcomes(
             tau=tau,
             margin=settings.match_margin,

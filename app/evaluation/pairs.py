@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from app.evaluation.metrics import OperatingPoint, Tradeoff, at_false_accept, equal_error_rate, tradeoff
 from app.evaluation.verification import FoldResult, accuracy_at, cross_validated, split_folds
+from app.gallery.metric import Metric, from_l2
 from app.vision.imageio import decode_image
 from app.vision.pipeline import Face, FacePipeline
 
@@ -131,11 +132,17 @@ def encode_images(
 
 
 def pair_distances(
-    rows: list[tuple[int, Path, Path, bool]], embeddings: dict[Path, NDArray[np.float32] | None]
+    rows: list[tuple[int, Path, Path, bool]],
+    embeddings: dict[Path, NDArray[np.float32] | None],
+    metric: Metric = "l2",
 ) -> NDArray[np.float64]:
+    """Each pair's distance in ``metric`` (NaN where an image had no face)."""
+
     def distance(a: Path, b: Path) -> float:
         ea, eb = embeddings[a], embeddings[b]
-        return np.nan if ea is None or eb is None else float(np.linalg.norm(ea - eb))
+        if ea is None or eb is None:
+            return np.nan
+        return float(from_l2(np.array([np.linalg.norm(ea - eb)]), metric)[0])
 
     return np.array([distance(a, b) for _, a, b, _ in rows], dtype=np.float64)
 
@@ -150,7 +157,7 @@ def evaluate_pairs(
     rows = read_pairs(csv_path, limit)
     images = sorted({p for _, a, b, _ in rows for p in (a, b)})
     embeddings = encode_images(pipeline, images, cache_dir)
-    distances = pair_distances(rows, embeddings)
+    distances = pair_distances(rows, embeddings, pipeline.profile.metric)
     same = np.array([s for *_, s in rows], dtype=bool)
     folds = np.array([f for f, *_ in rows], dtype=np.int64)
     folds_from_csv = len(np.unique(folds)) > 1

@@ -63,7 +63,17 @@ from app.evaluation.plots import (
     log_floor,
     roc_chart,
 )
-from app.gallery.calibration import CalibrationReport, calibrate, impostor_sample, stranger_sample
+from app.gallery.calibration import (
+    DEFAULT_GRID,
+    CalibrationReport,
+    TailModel,
+    applied_tau,
+    calibrate,
+    impostor_sample,
+    prior_model,
+    stranger_sample,
+)
+from app.gallery.metric import Metric
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -244,7 +254,8 @@ def openset_lines(result: OpenSetResult) -> list[str]:
         )
     at = result.at_tau
     lines += [
-        f"operating point at tau={result.tau:.3f}: FPIR {pct(at.false_accept)}, FNIR {pct(at.false_reject)}",
+        f"operating point at tau={result.tau:.3f} ({result.tau_source}): FPIR {pct(at.false_accept)}, "
+        f"FNIR {pct(at.false_reject)}",
         f"door decision (one frame, identity only) at tau={door.tau:.3f}, margin {door.margin:.3f}: "
         "enrolled probes let in as "
         f"themselves {door.mated_granted_right}, as someone else {door.mated_granted_wrong}, "
@@ -346,11 +357,17 @@ def calibrate_openset(
     embeddings: Mapping[Path, NDArray[np.float32] | None],
     *,
     shots: int,
-    tau: float,
+    tau: float | None,
     target_far: float,
     dim: int,
+    metric: Metric = "l2",
+    prior: TailModel | None = None,
+    grid: Sequence[float] = DEFAULT_GRID,
+    reference_tau: float | None = None,
 ) -> OpenSetCalibration:
     """Enrolled encodings as the templates, the non-enrolled probes' encodings as the strangers.
+
+    ``tau`` None: the τ the service would apply to this gallery (``applied_tau`` with ``prior``).
 
     Person ids are given in gallery order from 1, as :func:`app.evaluation.openset.search_probes`
     numbers them; gallery photos and probes without a face take no part.
@@ -359,17 +376,22 @@ def calibrate_openset(
     enrolled = [(person_of[r.identity], e) for r in gallery if (e := embeddings[r.file]) is not None]
     vectors = np.stack([e for _, e in enrolled]) if enrolled else np.empty((0, dim), np.float32)
     person_ids = np.array([pid for pid, _ in enrolled], dtype=np.int64)
-    sample = impostor_sample(np.arange(1, len(enrolled) + 1, dtype=np.int64), person_ids, vectors)
+    sample = impostor_sample(
+        np.arange(1, len(enrolled) + 1, dtype=np.int64), person_ids, vectors, metric=metric
+    )
     strangers = [embeddings[p.file] for p in probes if not p.is_enrolled]
     found = [e for e in strangers if e is not None]
     reference = stranger_sample(
-        np.stack(found) if found else np.empty((0, dim), np.float32), person_ids, vectors
+        np.stack(found) if found else np.empty((0, dim), np.float32), person_ids, vectors, metric
     )
+    if tau is None:
+        tau = applied_tau(sample, target_far, prior, reference=reference_tau).tau
     report = calibrate(
         sample,
         tau=tau,
         target_far=target_far,
         strangers=reference if found else None,
+        grid=grid,
     )
     names = {pid: name for name, pid in person_of.items()}
     return OpenSetCalibration(shots, report, names, len(strangers) - len(found))
@@ -399,6 +421,10 @@ def openset_calibration(
         tau=settings.tau,
         target_far=settings.target_stranger_far,
         dim=pipeline.encoder.dim,
+        metric=pipeline.profile.metric,
+        prior=prior_model(pipeline.calibration_prior),
+        grid=pipeline.profile.calibration_grid,
+        reference_tau=pipeline.profile.reference_tau,
     )
 
 

@@ -50,6 +50,8 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import NDArray
 
+from app.gallery.metric import Metric, from_squared_l2
+
 DEFAULT_MAX_COMPARISONS = 2_000_000
 DEFAULT_LOOK_ALIKES = 20
 # The normal is fitted to this lower share of the impostor comparisons (at least TAIL_MIN_POINTS).
@@ -191,14 +193,14 @@ def _group_by_person(
 
 
 def _person_distances(
-    queries: NDArray[np.float32], gallery: NDArray[np.float32], starts: NDArray[np.intp]
+    queries: NDArray[np.float32], gallery: NDArray[np.float32], starts: NDArray[np.intp], metric: Metric
 ) -> NDArray[np.float64]:
-    """[len(queries), people]: each query's distance to each person's nearest template."""
+    """[len(queries), people]: each query's distance (in ``metric``) to each person's nearest template."""
     # |q - g|^2 = |q|^2 + |g|^2 - 2 q.g, as FAISS's flat index computes it.
     d2 = (queries * queries).sum(axis=1)[:, None] + (gallery * gallery).sum(axis=1)[None, :]
     d2 -= 2.0 * (queries @ gallery.T)
     nearest = np.minimum.reduceat(d2, starts, axis=1)
-    return np.sqrt(np.maximum(nearest, 0.0)).astype(np.float64)
+    return from_squared_l2(nearest, metric)
 
 
 def _check_arrays(
@@ -252,6 +254,7 @@ def impostor_sample(
     *,
     max_comparisons: int = DEFAULT_MAX_COMPARISONS,
     look_alikes: int = DEFAULT_LOOK_ALIKES,
+    metric: Metric = "l2",
 ) -> ImpostorSample:
     """Template-to-person distances between different people, and the closest pairs of people."""
     if max_comparisons < 1 or look_alikes < 0:
@@ -278,7 +281,7 @@ def impostor_sample(
     block = max(1, _BLOCK_VALUES // n)
     for lo in range(0, probes, block):
         rows = chosen[lo : lo + block]
-        dist = _person_distances(gallery[rows], gallery, starts)
+        dist = _person_distances(gallery[rows], gallery, starts, metric)
         own = column[rows]
         dist[np.arange(len(rows)), own] = np.inf
         others = dist[np.isfinite(dist)]
@@ -301,6 +304,7 @@ def stranger_sample(
     strangers: NDArray[np.float32],
     person_ids: NDArray[np.int64] | Sequence[int],
     vectors: NDArray[np.float32],
+    metric: Metric = "l2",
 ) -> StrangerSample:
     """Each reference stranger's distance to each enrolled person (their nearest template)."""
     pids, vecs = _check_arrays(person_ids, vectors)
@@ -314,7 +318,7 @@ def stranger_sample(
     block = max(1, _BLOCK_VALUES // len(gallery))
     nearest, parts = [], []
     for lo in range(0, len(probes), block):
-        dist = _person_distances(probes[lo : lo + block], gallery, starts)
+        dist = _person_distances(probes[lo : lo + block], gallery, starts, metric)
         nearest.append(dist.min(axis=1))
         parts.append(dist.ravel())
     return StrangerSample(np.sort(np.concatenate(nearest)), np.sort(np.concatenate(parts)))
@@ -404,6 +408,76 @@ def _recommend(
     candidates = [t for t in (tau_gallery, tau_strangers) if t is not None]
     tau = min(candidates) if tau_gallery is not None and candidates else None
     return Recommendation(target, fmr_target, tau, tau_gallery, tau_strangers, sufficient)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedTau:
+    """The 1:K threshold in force and where it came from."""
+
+    tau: float
+    source: (
+        str  # "pinned" (the operator's), "gallery" (its own impostors) or "prior" (the manifest's dev data)
+    )
+    target_far: float
+    people: int
+    fmr_per_comparison: float  # the per-person FMR that K comparisons may have for the target
+
+
+def prior_model(details: dict[str, object] | None) -> TailModel | None:
+    """The encoder's dev-data impostor tail, as the manifest records it (see models/calibration)."""
+    if not details:
+        return None
+    tail = details.get("impostor_tail")
+    if not isinstance(tail, dict):
+        return None
+    return TailModel(
+        float(tail["mu"]),
+        float(tail["sigma"]),
+        float(tail["tail_fraction"]),
+        int(tail["points"]),
+        float(tail["upper"]),
+        float(tail["r2"]),
+    )
+
+
+def applied_tau(
+    sample: ImpostorSample,
+    target_far: float,
+    prior: TailModel | None,
+    *,
+    pinned: float | None = None,
+    reference: float | None = None,
+) -> AppliedTau:
+    """The largest τ whose predicted stranger FAR at this K stays under ``target_far``.
+
+    The per-person FMR is the larger of two estimates, so τ is the smaller of their thresholds:
+    the gallery's own (its impostor tail and empirical rate, once it has enough comparisons) and
+    the encoder's dev-data prior (one template per comparison there; a person with t templates
+    gives a stranger t chances: 1 - (1 - FMR)^t). A pinned τ is returned as it is. With neither
+    estimate (no prior in the manifest and a gallery too small to fit), ``reference`` (the
+    model authors' published operating point) is used, source "reference"; without it, ValueError.
+    """
+    people = max(1, sample.people)
+    fmr_target = fmr_for_far(target_far, people)
+    if pinned is not None:
+        return AppliedTau(pinned, "pinned", target_far, sample.people, fmr_target)
+    candidates: list[tuple[float, str]] = []
+    if prior is not None:
+        per_person = max(1.0, sample.templates / sample.people) if sample.people else 1.0
+        fmr_template = -math.expm1(math.log1p(-fmr_target) / per_person)
+        candidates.append((prior.tau_for(fmr_template), "prior"))
+    model = fit_tail(sample.distances)
+    if model is not None:
+        n = len(sample.distances)
+        bound = _largest_tau_below(sample.distances, math.floor(fmr_target * n))
+        tau_gallery = model.tau_for(fmr_target)
+        candidates.append((tau_gallery if bound is None else min(tau_gallery, bound), "gallery"))
+    if not candidates:
+        if reference is not None:
+            return AppliedTau(reference, "reference", target_far, sample.people, fmr_target)
+        raise ValueError("no calibration: the manifest has no prior and the gallery too few comparisons")
+    tau, source = min(candidates)
+    return AppliedTau(max(tau, 1e-6), source, target_far, sample.people, fmr_target)
 
 
 def calibrate(

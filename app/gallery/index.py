@@ -58,6 +58,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.gallery.matching import PersonHit
+from app.gallery.metric import Metric, check_metric, from_squared_l2
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +212,13 @@ class FaceIndex:
         background_maintenance: bool = True,
         search_threads: int = 1,
         build_threads: int | None = None,
+        metric: Metric = "l2",
     ) -> None:
         """
         Args:
             dim: encoding size.
+            metric: the distance hits report (``cosine`` expects unit vectors; see
+                :mod:`app.gallery.metric`); FAISS itself always searches by L2.
             exact_max: most live templates searched exactly (flat); 0 = always HNSW.
             hnsw_m, hnsw_ef_search, hnsw_ef_construction: HNSW graph degree, search breadth
                 (raised to k when a search needs more neighbours) and build breadth.
@@ -229,6 +233,7 @@ class FaceIndex:
         if not 0.0 < compact_dead_fraction < 1.0:
             raise ValueError("compact_dead_fraction must be in (0, 1)")
         self.dim = dim
+        self.metric = check_metric(metric)
         self.exact_max = exact_max
         self.hnsw_m = hnsw_m
         self.hnsw_ef_search = hnsw_ef_search
@@ -294,7 +299,8 @@ class FaceIndex:
     def search_people(self, query: NDArray[np.float32], k_people: int = 2) -> list[list[PersonHit]]:
         """For each query row, the nearest ``k_people`` distinct people, nearest first.
 
-        Each :class:`PersonHit` is that person's closest template and its Euclidean distance.
+        Each :class:`PersonHit` is that person's closest template and its distance in the
+        index's metric.
         Fewer than ``k_people`` only when the gallery holds fewer people; ``[]`` when it is
         empty. Exact in flat mode; in HNSW mode as good as the graph search.
         """
@@ -319,7 +325,7 @@ class FaceIndex:
                 dist2, rows = self._knn(store, q[pending], k)
                 short = []
                 for i, qi in enumerate(pending):
-                    results[qi] = self._collapse(store, dist2[i], rows[i], k_people)
+                    results[qi] = self._collapse(store, dist2[i], rows[i], k_people, self.metric)
                     # All k neighbours belonged to fewer than k_people people: look further,
                     # unless FAISS already ran out of rows (flat: none left; HNSW: none reachable).
                     if len(results[qi]) < k_people and rows[i, -1] >= 0 and k < min(live, _MAX_K):
@@ -343,12 +349,12 @@ class FaceIndex:
 
     @staticmethod
     def _collapse(
-        store: _Store, dist2: NDArray[np.float32], rows: NDArray[np.int64], k_people: int
+        store: _Store, dist2: NDArray[np.float32], rows: NDArray[np.int64], k_people: int, metric: Metric
     ) -> list[PersonHit]:
         valid = rows >= 0  # FAISS pads with -1 when it finds fewer than k
         rows = rows[valid]
-        # FAISS gives squared L2; the BLAS path can dip just below 0 for identical vectors.
-        dist = np.sqrt(np.maximum(dist2[valid], 0.0))
+        # FAISS gives squared L2 (the BLAS path can dip just below 0 for identical vectors).
+        dist = from_squared_l2(dist2[valid], metric)
         pids = store.person_ids.values[rows]
         tids = store.template_ids.values[rows]
         hits: list[PersonHit] = []

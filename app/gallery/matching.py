@@ -25,7 +25,7 @@ class PersonHit:
 
     person_id: int
     template_id: int
-    distance: float  # Euclidean (L2) distance, not squared
+    distance: float  # in the profile's metric: Euclidean (L2, not squared) or cosine (1 - cos)
 
 
 @dataclass(frozen=True, slots=True)

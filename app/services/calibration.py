@@ -3,6 +3,12 @@
 The impostor distances (the expensive part) are cached by gallery version, so asking again
 costs a version read plus the curves; a change made through any replica bumps the version and
 the next request recomputes. One computation runs at a time; callers run it in a thread.
+
+The service also owns the 1:K threshold in force (:attr:`CalibrationService.tau`): the operator's
+pinned τ, or else the τ calibrated for the stranger false-accept target at the current number of
+enrolled people (``applied_tau``: the stricter of the gallery's own estimate and the encoder's
+dev-data prior from the manifest). It is recomputed after every gallery change, in the
+background; until a recomputation finishes, the previous τ stays in force.
 """
 
 from __future__ import annotations
@@ -21,13 +27,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.gallery.calibration import (
+    DEFAULT_GRID,
     DEFAULT_MAX_COMPARISONS,
+    AppliedTau,
     CalibrationReport,
     ImpostorSample,
+    TailModel,
+    applied_tau,
     calibrate,
     impostor_sample,
     stranger_sample,
 )
+from app.gallery.metric import Metric
 from app.store import queries
 from app.store.models import utcnow
 
@@ -39,6 +50,7 @@ class GalleryCalibration:
     gallery_version: int
     model_version: str
     report: CalibrationReport
+    applied: AppliedTau  # the 1:K tau in force for this gallery version
     names: dict[int, str]  # people named in report.look_alikes
     computed_at: datetime
     compute_ms: float  # the impostor distances' computation (0 when they came from the cache)
@@ -51,15 +63,23 @@ class CalibrationService:
         model_version: str,
         dim: int,
         *,
-        tau: float,
+        tau: float | None,
         target_far: float,
+        metric: Metric = "l2",
+        prior: TailModel | None = None,
+        reference_tau: float | None = None,
+        grid: tuple[float, ...] = DEFAULT_GRID,
         max_comparisons: int = DEFAULT_MAX_COMPARISONS,
     ) -> None:
         self.sessions = sessions
         self.model_version = model_version
         self.dim = dim
-        self.tau = tau
+        self.pinned_tau = tau
         self.target_far = target_far
+        self.metric: Metric = metric
+        self.prior = prior
+        self.reference_tau = reference_tau
+        self.grid = grid
         self.max_comparisons = max_comparisons
         self._compute_lock = threading.Lock()
         self._sample: tuple[int, ImpostorSample] | None = None
@@ -67,6 +87,23 @@ class CalibrationService:
         self._latest: GalleryCalibration | None = None
         self._refreshing = False
         self._warned_version: int | None = None
+        self._applied: AppliedTau | None = None
+
+    @property
+    def tau(self) -> float:
+        """The 1:K threshold in force (pinned, or calibrated for the current gallery)."""
+        if self.pinned_tau is not None:
+            return self.pinned_tau
+        with self._state_lock:
+            applied = self._applied
+        if applied is None:
+            raise RuntimeError("calibration has not run yet: call compute() at start-up")
+        return applied.tau
+
+    @property
+    def applied(self) -> AppliedTau | None:
+        with self._state_lock:
+            return self._applied
 
     def compute(
         self, target_far: float | None = None, strangers: NDArray[np.float32] | None = None
@@ -88,10 +125,19 @@ class CalibrationService:
                 computed_ms = (time.perf_counter() - started) * 1000.0
             reference = None
             if strangers is not None and arrays is not None:
-                reference = stranger_sample(strangers, arrays.person_ids, arrays.vectors)
-            report = calibrate(sample, tau=self.tau, target_far=target, strangers=reference)
+                reference = stranger_sample(strangers, arrays.person_ids, arrays.vectors, self.metric)
+            # The τ in force is always the one for the configured target; a report for another
+            # target only changes the recommendations.
+            applied = applied_tau(
+                sample, self.target_far, self.prior, pinned=self.pinned_tau, reference=self.reference_tau
+            )
+            report = calibrate(
+                sample, tau=applied.tau, target_far=target, strangers=reference, grid=self.grid
+            )
             names = self._names(session, report)
-        result = GalleryCalibration(version, self.model_version, report, names, utcnow(), computed_ms)
+        result = GalleryCalibration(
+            version, self.model_version, report, applied, names, utcnow(), computed_ms
+        )
         if target_far is None and strangers is None:
             self._publish(result)
         return result
@@ -100,7 +146,11 @@ class CalibrationService:
         if arrays is None:
             raise RuntimeError(f"no gallery snapshot for version {version}")
         sample = impostor_sample(
-            arrays.ids, arrays.person_ids, arrays.vectors, max_comparisons=self.max_comparisons
+            arrays.ids,
+            arrays.person_ids,
+            arrays.vectors,
+            max_comparisons=self.max_comparisons,
+            metric=self.metric,
         )
         self._sample = (version, sample)
         return sample
@@ -121,9 +171,28 @@ class CalibrationService:
         with self._state_lock:
             previous = self._latest
             self._latest = result
+            changed = self._applied is None or self._applied.tau != result.applied.tau
+            self._applied = result.applied
             warn = report.warning is not None and self._warned_version != result.gallery_version
             if warn:
                 self._warned_version = result.gallery_version
+        if changed and self.pinned_tau is None:
+            a = result.applied
+            if a.source == "reference":
+                log.warning(
+                    "no calibration prior in the manifest and too few enrolled people to calibrate: "
+                    "using the model's published operating point tau %.4f; run "
+                    "`python models/calibrate_prior.py` and `facegate models build`",
+                    a.tau,
+                )
+            log.info(
+                "tau %.4f in force (%s) for stranger FAR %g at K=%d",
+                a.tau,
+                a.source,
+                a.target_far,
+                a.people,
+                extra={"gallery_version": result.gallery_version},
+            )
         if warn:
             log.warning(
                 "calibration: %s",
@@ -135,7 +204,7 @@ class CalibrationService:
                 },
             )
         elif report.warning is None and previous is not None and previous.report.warning is not None:
-            log.info("calibration: tau=%g supports the gallery again (%d people)", self.tau, report.people)
+            log.info("calibration: tau=%g supports the gallery again (%d people)", report.tau, report.people)
 
     def latest(self) -> GalleryCalibration | None:
         with self._state_lock:
@@ -177,9 +246,11 @@ def read_stranger_files(csv_path: Path) -> list[Path]:
 def report_lines(result: GalleryCalibration, *, curve_step: float = 0.05) -> list[str]:
     """A plain-text report for the command line."""
     r = result.report
+    a = result.applied
     lines = [
         f"gallery version {result.gallery_version}: {r.people} people, {r.templates} templates "
         f"({result.model_version})",
+        f"tau in force: {a.tau:.4f} ({a.source}; stranger FAR target {a.target_far:g} at K={a.people})",
         f"impostor comparisons (template to other person): {r.comparisons:,}"
         + ("" if r.complete else f" from a deterministic subset of {r.probes:,} templates"),
     ]

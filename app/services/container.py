@@ -41,6 +41,7 @@ def calibration_service(
         target_far=settings.target_stranger_far,
         metric=pipeline.profile.metric,
         prior=prior_model(pipeline.calibration_prior),
+        reference_tau=pipeline.profile.reference_tau,
         grid=pipeline.profile.calibration_grid,
     )
 

@@ -40,6 +40,7 @@ class FramesResult:
     liveness_required: bool = True
     track_frames: int = 0
     hint: str | None = None
+    tau: float = 0.0  # the 1:K threshold this decision used (recorded with the event)
     stage_ms: dict[str, float] = field(default_factory=dict)
 
     def liveness_record(self) -> dict[str, Any] | None:
@@ -104,8 +105,13 @@ def apply_policy(reason: str, liveness: LivenessResult | None, policy: DoorPolic
     return reason, None
 
 
-def recognise(pipeline: FacePipeline, index: FaceIndex, settings: Settings, burst: Burst) -> FramesResult:
-    """Decode every frame, track the subject, match and judge that face, fuse. CPU-heavy."""
+def recognise(
+    pipeline: FacePipeline, index: FaceIndex, settings: Settings, burst: Burst, tau: float
+) -> FramesResult:
+    """Decode every frame, track the subject, match and judge that face, fuse. CPU-heavy.
+
+    ``tau`` is the 1:K threshold in force (``CalibrationService.tau``), in the profile's metric.
+    """
     frames, policy = burst.frames, burst.policy
     timer = StageTimer()
     decoded: list[tuple[NDArray[np.uint8], list[Face]]] = []
@@ -119,7 +125,7 @@ def recognise(pipeline: FacePipeline, index: FaceIndex, settings: Settings, burs
     for face in subject.faces:
         with timer.stage("search"):
             hits = index.search_people(face.embedding[None, :], k_people=2)[0]
-        matches.append(decide_frame(hits, settings.tau, settings.match_margin))
+        matches.append(decide_frame(hits, tau, settings.match_margin))
 
     decision = fuse_frames(matches, len(frames))
     reason: str = "low_quality" if decision.reason == "no_face" and subject.too_small else decision.reason
@@ -139,4 +145,5 @@ def recognise(pipeline: FacePipeline, index: FaceIndex, settings: Settings, burs
         track_frames=len(observed),
         hint=hint,
         stage_ms=timer.ms,
+        tau=tau,
     )

