@@ -356,3 +356,16 @@ def test_a_few_real_bursts_through_the_pipeline(pipeline, recordings: list[Recor
             assert verdict.outcome != "live", (burst.name, verdict)
     report = RealReport(results, pipeline.liveness.threshold)
     assert [line for line in format_real(report) if line.startswith("all ")]
+
+
+def test_eval_liveness_refuses_no_set_and_a_missing_real_folder(tmp_path: Path) -> None:
+    """Checked before any model is loaded."""
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+
+    runner = CliRunner()
+    neither = runner.invoke(cli, ["eval", "liveness", "--faces", str(tmp_path), "--no-real", "--no-rendered"])
+    assert neither.exit_code == 2 and "nothing to evaluate" in neither.output
+    missing = runner.invoke(cli, ["eval", "liveness", "--faces", str(tmp_path), "--real"])
+    assert missing.exit_code == 2 and f"{tmp_path / LIVENESS_FOLDER} is not a folder" in missing.output
