@@ -45,7 +45,6 @@ from app.evaluation.liveness_metrics import (
 from app.evaluation.liveness_render import ATTACK_TYPES, RENDER_VERSION, Photo, encode_jpeg, render_attack
 from app.vision.imageio import decode_image
 from app.vision.liveness_types import LivenessResult, TrackedFace
-from app.vision.manifest import read_manifest
 from app.vision.pipeline import Face
 from app.vision.tracking import follow_subject
 
@@ -452,18 +451,6 @@ def evaluate_stills(
 
 
 # --- all -----------------------------------------------------------------------------------------
-
-
-def faces_cache_key(
-    model_dir: Path, upsample_below_px: int, min_face_px: int, landmarks68: bool = False
-) -> str:
-    """What the cached faces depend on: the detector, the landmark models and the detection settings."""
-    manifest = read_manifest(model_dir)  # the pipeline has verified the checksums already
-    key = (
-        f"{manifest.entry('detector').sha256}|{manifest.entry('landmarks').sha256}|"
-        f"{upsample_below_px}|{min_face_px}"
-    )
-    return key + f"|{manifest.entry('landmarks68').sha256}" if landmarks68 else key
 
 
 def evaluate_liveness(
