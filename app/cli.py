@@ -644,9 +644,9 @@ def calibrate(
             # The gallery's encodings need only the encoder's version and size; strangers need the models.
             manifest = load_manifest(settings.models_path)
             spec = profile_spec(profile or settings.profile)
-            version = profile_encoding_version(manifest, spec.name, settings.encode_flip_average)
+            version = profile_encoding_version(manifest, spec.name, settings.flip_average_for(spec.name))
             encoder = manifest.details(spec.encoder)
-            dim = int(encoder["output"]["size"])
+            dim = sum(int(manifest.details(name)["output"]["size"]) for name in spec.encoders)
             encodings = None
             if strangers is not None:
                 pipeline = FacePipeline.from_manifest(
@@ -666,7 +666,7 @@ def calibrate(
                 tau=settings.tau,
                 target_far=settings.target_stranger_far,
                 metric=spec.metric,
-                prior=prior_model(calibration_prior(encoder, version)),
+                prior=prior_model(calibration_prior(encoder, version, spec.name)),
                 reference_tau=spec.reference_tau,
                 grid=spec.calibration_grid,
             )

@@ -34,7 +34,7 @@ from app.vision.manifest import (
     load_manifest,
     sha256_file,
 )
-from app.vision.profiles import PROFILES
+from app.vision.profiles import PROFILES, ProfileSpec
 from models.convert_detector import convert_detector
 from models.convert_encoder import convert_encoder
 from models.convert_face_mesh import (
@@ -233,45 +233,45 @@ def _write_manifest(model_dir: Path, source: dict[str, Any], entries: dict[str, 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 
 
-def _calibration_for(name: str, entry: dict[str, Any]) -> dict[str, Any] | None:
-    """The dev-data calibration measured on exactly this encoder artifact (models/calibrate_prior.py)."""
-    for profile in PROFILES.values():
-        if profile.encoder != name:
-            continue
-        path = CALIBRATION_DIR / f"{profile.name}.json"
-        if not path.is_file():
-            log.warning("%s: no dev-data calibration for the %s profile", path, profile.name)
-            return None
-        measured = json.loads(path.read_text())
-        if measured.get("encoder_sha256") != entry["sha256"]:
-            # Thresholds must come from the artifact they describe; the service then calibrates
-            # from the gallery alone and says so.
-            log.warning(
-                "%s was measured on encoder %s, not the built %s: calibration prior left out; "
-                "rerun `python models/calibrate_prior.py --profile %s`",
-                path,
-                str(measured.get("encoder_sha256", "?"))[:12],
-                entry["sha256"][:12],
-                profile.name,
-            )
-            return None
-        return {k: measured[k] for k in ("dataset", "plain", "flipavg")}
-    return None
+def _calibration_for(profile: ProfileSpec, entries: dict[str, Any]) -> dict[str, Any] | None:
+    """The dev-data calibration measured on exactly these encoder artifacts (models/calibrate_prior.py)."""
+    path = CALIBRATION_DIR / f"{profile.name}.json"
+    if not path.is_file():
+        log.warning("%s: no dev-data calibration for the %s profile", path, profile.name)
+        return None
+    measured = json.loads(path.read_text())
+    built = {name: entries[name]["sha256"] for name in profile.encoders}
+    if measured.get("encoder_sha256s") != built:
+        # Thresholds must come from the artifacts they describe; the service then calibrates from
+        # the gallery alone (or the model's published point) and says so.
+        log.warning(
+            "%s was measured on encoders %s, not the built %s: calibration prior left out; "
+            "rerun `python models/calibrate_prior.py --profile %s`",
+            path,
+            measured.get("encoder_sha256s"),
+            built,
+            profile.name,
+        )
+        return None
+    return {k: measured[k] for k in ("dataset", "plain", "flipavg")}
 
 
 def _with_calibration(entries: dict[str, Any]) -> bool:
-    """Attach (or refresh) each encoder's calibration prior in place; True when anything changed."""
+    """Attach (or refresh) each profile's calibration prior to its encoder's entry, in place, as
+    ``calibration[profile]``; True when anything changed."""
     changed = False
-    for name, entry in entries.items():
-        if name not in {p.encoder for p in PROFILES.values()}:
+    for profile in PROFILES.values():
+        entry = entries[profile.encoder]
+        calibration = _calibration_for(profile, entries)
+        current = dict(entry.get("calibration") or {})
+        if current.get(profile.name) == calibration:
             continue
-        calibration = _calibration_for(name, entry)
-        if entry.get("calibration") != calibration:
-            changed = True
-            if calibration is None:
-                entry.pop("calibration", None)
-            else:
-                entry["calibration"] = calibration
+        changed = True
+        if calibration is None:
+            current.pop(profile.name, None)
+        else:
+            current[profile.name] = calibration
+        entry["calibration"] = current
     return changed
 
 

@@ -10,9 +10,11 @@ on) is encoded as the service encodes it, with and without flip averaging; every
 of two different people is an impostor comparison (one template each, as
 ``applied_tau`` expects), and a normal is fitted to the lower 1% of those distances.
 
+    python models/calibrate_prior.py --profile fusion   # and sface, dlib: one file each
+
 The result is written to ``models/calibration/<profile>.json`` (committed: numbers only, no
-images) keyed by the built encoder artifact's sha256; ``facegate models build`` copies it into
-the encoder's manifest entry as ``calibration`` when the sha256 matches.
+images) keyed by the built encoder artifacts' sha256; ``facegate models build`` copies it into
+the encoder's manifest entry as ``calibration[profile]`` when they match.
 """
 
 from __future__ import annotations
@@ -103,9 +105,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "profile": spec.name,
         "metric": spec.metric,
-        "encoder_sha256": manifest.entry(spec.encoder).sha256,
-        "encoder_version": manifest.entry(spec.encoder).version,
-        "dataset": "LFW dev (deep-funneled), identities outside the open-set protocol, known label errors out",
+        "encoder_sha256s": {name: manifest.entry(name).sha256 for name in spec.encoders},
+        "dataset": "LFW dev (deep-funneled): identities outside the open-set protocol, label errors out",
     }
     for key, flip in (("plain", False), ("flipavg", True)):
         pipeline = FacePipeline.load(settings, flip_average=flip, profile=spec.name)

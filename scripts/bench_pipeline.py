@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Per-stage latency of FaceGate's vision pipeline against dlib's own, on the same frames.
+"""Per-stage latency of FaceGate's vision pipeline, per profile, against dlib's own, on the same frames.
 
 Each runtime runs in a fresh subprocess (a session measured in a busy process runs several
-times slower), warms up, then times every stage over many runs; medians are printed.
+times slower), warms up, then times every stage over many runs; medians are printed. FaceGate's
+stages are the service's own (``FacePipeline.faces`` with its stage timer), with the profile's
+default flip averaging (FACEGATE_ENCODE_FLIP_AVERAGE overrides it, as in the service).
 
-    python scripts/bench_pipeline.py [--runs 30]
+    python scripts/bench_pipeline.py [--runs 30] [--profiles fusion,sface,dlib]
 
 Frames: 640x480 and 1280x720 with one face, cut from ../shared/faces/examples when present,
 else skimage's astronaut placed on a grey canvas.
@@ -28,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "faces" / "examples" / "derived_variants_of_obama_portrait"
 STAGES = ("decode", "detect", "landmarks", "align", "encode", "total")
+PROFILES = ("fusion", "sface", "dlib")
 
 
 def make_frames(out_dir: Path) -> dict[str, Path]:
@@ -61,41 +64,32 @@ def _time(fn, *args):  # type: ignore[no-untyped-def]
     return result, (time.perf_counter() - start) * 1000.0
 
 
-def worker_facegate(frames: dict[str, str], runs: int) -> dict[str, dict[str, float]]:
+def worker_facegate(frames: dict[str, str], runs: int, profile: str) -> dict[str, dict[str, float]]:
     from app.settings import Settings
-    from app.vision.align import extract_chip
     from app.vision.imageio import decode_image
-    from app.vision.pipeline import FacePipeline
+    from app.vision.pipeline import FacePipeline, StageTimer
 
     settings = Settings(onnx_providers=("CPUExecutionProvider",))
-    pipe = FacePipeline.load(settings)
-    out = {}
+    pipe = FacePipeline.load(settings, profile=profile)
+    out: dict[str, dict[str, float]] = {}
     for name, path in frames.items():
         data = Path(path).read_bytes()
         times: dict[str, list[float]] = {s: [] for s in STAGES}
         for i in range(runs + 3):
+            timer = StageTimer()
             t0 = time.perf_counter()
-            bgr, t_dec = _time(decode_image, data)
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            dets, t_det = _time(lambda r: pipe.detector.detect(r, upsample=pipe.upsample_for(r.shape)), rgb)
-            if len(dets) != 1:
-                raise SystemExit(f"{name}: expected one face, found {len(dets)}")
-            pts, t_lm = _time(pipe.landmarks.predict, rgb, dets[0].box)
-            chip, t_al = _time(extract_chip, rgb, pts)
-            _, t_enc = _time(pipe.encoder.encode, chip[None])
+            with timer.stage("decode"):
+                bgr = decode_image(data)
+            faces = pipe.faces(bgr, timer)
             total = (time.perf_counter() - t0) * 1000.0
+            if len(faces) != 1:
+                raise SystemExit(f"{name}: expected one face, found {len(faces)}")
             if i >= 3:  # first runs warm caches
-                for stage, value in zip(STAGES, (t_dec, t_det, t_lm, t_al, t_enc, total), strict=True):
-                    times[stage].append(value)
+                ms = {**timer.ms, "total": total}
+                ms["detect"] = ms.get("detect", 0.0) + ms.pop("convert", 0.0)  # BGR -> RGB is detection's
+                for stage in STAGES:
+                    times[stage].append(ms.get(stage, 0.0))
         out[name] = {s: statistics.median(v) for s, v in times.items()}
-    # Encoder throughput by batch size.
-    rng = np.random.default_rng(0)
-    for batch in (1, 8, 32):
-        chips = rng.integers(0, 256, (batch, 150, 150, 3), dtype=np.uint8)
-        pipe.encoder.encode(chips)
-        reps = max(3, 64 // batch)
-        t = [_time(pipe.encoder.encode, chips)[1] for _ in range(reps)]
-        out[f"encoder_batch_{batch}"] = {"ms_per_face": statistics.median(t) / batch}
     return out
 
 
@@ -130,18 +124,22 @@ def worker_dlib(frames: dict[str, str], runs: int) -> dict[str, dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--worker", choices=("facegate", "dlib"))
+    parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--frames", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         frames = json.loads(args.frames)
-        fn = worker_facegate if args.worker == "facegate" else worker_dlib
-        print(json.dumps(fn(frames, args.runs)))
+        if args.worker == "dlib20":
+            print(json.dumps(worker_dlib(frames, args.runs)))
+        else:
+            print(json.dumps(worker_facegate(frames, args.runs, args.worker)))
         return
+    runtimes = [*args.profiles.split(","), "dlib20"]
     with tempfile.TemporaryDirectory() as tmp:
         frames = {k: str(v) for k, v in make_frames(Path(tmp)).items()}
         results = {}
-        for runtime in ("facegate", "dlib"):
+        for runtime in runtimes:
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -162,18 +160,14 @@ def main() -> None:
     import os
 
     print(
-        f"FaceGate vision pipeline vs dlib 20: medians of {args.runs} runs, "
+        f"FaceGate vision pipeline per profile vs dlib 20: medians of {args.runs} runs, "
         f"a fresh process each, {os.cpu_count()} CPU cores"
     )
     for frame in ("640x480", "1280x720"):
         print(f"\n{frame} frame, one face (ms)")
-        print(f"  {'stage':10s} {'facegate':>10s} {'dlib':>10s} {'speed-up':>9s}")
+        print("  " + f"{'stage':10s}" + "".join(f"{r:>10s}" for r in runtimes))
         for stage in STAGES:
-            ours, theirs = results["facegate"][frame][stage], results["dlib"][frame][stage]
-            print(f"  {stage:10s} {ours:10.2f} {theirs:10.2f} {theirs / ours:8.1f}x")
-    print("\nencoder (onnxruntime CPU), ms per face by batch size")
-    for batch in (1, 8, 32):
-        print(f"  batch {batch:3d}: {results['facegate'][f'encoder_batch_{batch}']['ms_per_face']:.2f}")
+            print("  " + f"{stage:10s}" + "".join(f"{results[r][frame][stage]:10.2f}" for r in runtimes))
 
 
 if __name__ == "__main__":

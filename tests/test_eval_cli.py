@@ -24,7 +24,9 @@ def test_eval_verify_on_a_few_lfw_pairs(model_dir: Path, tmp_path: Path) -> None
     first = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert first.returncode == 0, first.stderr
     assert "pairs 12, images" in first.stdout
-    accuracy = float(re.search(r"accuracy at tau=0\.600: ([\d.]+)%", first.stdout).group(1))  # type: ignore[union-attr]
+    # The default profile, at its reference operating point (no FACEGATE_TAU pinned).
+    assert first.stdout.startswith("profile fusion (fused distance), templates fusion-v1:")
+    accuracy = float(re.search(r"accuracy at tau=0\.647: ([\d.]+)%", first.stdout).group(1))  # type: ignore[union-attr]
     assert accuracy >= 90.0
     # The 12 pairs all come from fold 1, so cross-validation splits them into 10 folds.
     assert "over 10 folds split from the single fold of the CSV" in first.stdout
@@ -33,7 +35,7 @@ def test_eval_verify_on_a_few_lfw_pairs(model_dir: Path, tmp_path: Path) -> None
     for name in ("verify-pairs-roc.png", "verify-pairs-distances.png"):
         assert cv2.imread(str(plots / name)) is not None
     # Encodings are cached by image hash and model version: a rerun reads them back.
-    assert list((tmp_path / "cache").glob("embeddings-dlib-resnet-v1_*.npz"))
+    assert list((tmp_path / "cache").glob("embeddings-fusion-v1_*.npz"))
     again = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert again.stdout == first.stdout
 
@@ -63,9 +65,21 @@ def test_eval_openset_on_a_few_people(model_dir: Path, tmp_path: Path) -> None:
     assert float(re.search(r"rank-1 identification rate: ([\d.]+)%", out).group(1)) >= 75.0  # type: ignore[union-attr]
     for fpir in ("1%", "0.3%", "0.1%"):
         assert f"FNIR at FPIR={fpir}: " in out
-    assert re.search(r"operating point at tau=0\.600: FPIR [\d.]+%, FNIR [\d.]+%", out)
+    # The door figures use the τ the service would apply to this gallery.
+    assert re.search(r"operating point at tau=[\d.]+ \(calibrated \((prior|gallery), FAR 0\.0001\)\): ", out)
     png = cv2.imread(str(plots / "openset-shots3-det.png"))
     assert png is not None and png.shape[2] == 3
+
+
+@pytest.mark.shared
+def test_eval_verify_dlib_profile_at_dlibs_operating_point(model_dir: Path, tmp_path: Path) -> None:
+    pairs = shared_faces() / "lfw-dev" / "pairs.csv"
+    run = _run(["verify", "--pairs", str(pairs), "--limit", "6", "--profile", "dlib"], tmp_path, model_dir)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("profile dlib (l2 distance), templates dlib-resnet-v1:")
+    assert re.search(r"accuracy at tau=0\.600: [\d.]+%", run.stdout)
+    bad = _run(["verify", "--pairs", str(pairs), "--profile", "facenet"], tmp_path, model_dir)
+    assert bad.returncode == 2 and "unknown profile 'facenet'" in bad.stderr
 
 
 @pytest.mark.shared

@@ -16,8 +16,10 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FACEGATE_MODEL_DIR", raising=False)
     s = Settings()
     assert s.data_dir == Path("./var") and s.models_path == Path("./var/models")
-    # No pinned tau: the service applies the calibrated one; the default profile is SFace.
-    assert s.tau is None and s.profile == "sface" and s.detect_upsample_below_px == 600
+    # No pinned tau: the service applies the calibrated one; the default profile fuses SFace and dlib.
+    assert s.tau is None and s.profile == "fusion" and s.detect_upsample_below_px == 600
+    assert s.flip_average_for("dlib") and not s.flip_average_for("fusion")
+    assert Settings(encode_flip_average=True).flip_average_for("fusion")
     assert s.onnx_providers[-1] == "CPUExecutionProvider"
 
 

@@ -29,7 +29,13 @@ log = logging.getLogger(__name__)
 
 
 def _record(
-    services: Services, door_id: int, result: FramesResult, latency_ms: float, request_id: str
+    services: Services,
+    door_id: int,
+    result: FramesResult,
+    latency_ms: float,
+    *,
+    request_id: str,
+    model_version: str,
 ) -> DecisionOut:
     d = result.decision
     granted = result.reason == "match" and d.person_id is not None
@@ -48,7 +54,7 @@ def _record(
             frames=result.frames,
             frames_with_face=result.frames_with_face,
             latency_ms=latency_ms,
-            model_version=services.pipeline.model_version,
+            model_version=model_version,
             request_id=request_id,
             liveness=result.liveness_record(),
             tau=result.tau,
@@ -67,7 +73,7 @@ def _record(
             liveness=_liveness_out(result),
             hint=result.hint,
             latency_ms=round(latency_ms, 2),
-            model_version=services.pipeline.model_version,
+            model_version=model_version,
             request_id=request_id,
         )
 
@@ -120,12 +126,24 @@ async def post_frames(
         await read_upload(f, services.settings.max_image_bytes, f"frame {i}") for i, f in enumerate(frames)
     ]
     burst = Burst(data, policy, times)
-    tau = services.calibration.tau  # read once: the event records the τ this decision used
+    # One model version for the whole request (a reencode may switch it meanwhile), and the τ in
+    # force now, which the event records.
+    serving = services.serving()
+    tau = serving.calibration.tau
     result = await run_inference(
-        services, recognise, services.pipeline, services.index, services.settings, burst, tau
+        services, recognise, serving.pipeline, serving.index, services.settings, burst, tau
     )
     latency_ms = (time.perf_counter() - started) * 1000.0
-    out = await run_in_threadpool(_record, services, door_id, result, latency_ms, request.state.request_id)
+    out = await run_in_threadpool(
+        lambda: _record(
+            services,
+            door_id,
+            result,
+            latency_ms,
+            request_id=request.state.request_id,
+            model_version=serving.pipeline.model_version,
+        )
+    )
 
     m = services.metrics
     for stage, ms in result.stage_ms.items():

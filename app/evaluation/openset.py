@@ -228,7 +228,7 @@ def evaluate_openset(
         embeddings,
         shots=shots,
         tau=tau,
-        dim=pipeline.encoder.dim,
+        dim=pipeline.dim,
         metric=pipeline.profile.metric,
         prior=prior_model(pipeline.calibration_prior),
         reference_tau=pipeline.profile.reference_tau,

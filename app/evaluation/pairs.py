@@ -120,9 +120,7 @@ def encode_images(
             bgr = decode_image(data)
             face = central_face(pipeline.faces(bgr), bgr.shape)
             # NaN marks "no face" so that a miss is cached too.
-            cache.items[key] = (
-                np.full(pipeline.encoder.dim, np.nan, np.float32) if face is None else face.embedding
-            )
+            cache.items[key] = np.full(pipeline.dim, np.nan, np.float32) if face is None else face.embedding
         vector = cache.items[key]
         out[path] = None if np.isnan(vector).any() else vector
         if (i + 1) % 500 == 0:

@@ -420,7 +420,7 @@ def openset_calibration(
         shots=shots,
         tau=settings.tau,
         target_far=settings.target_stranger_far,
-        dim=pipeline.encoder.dim,
+        dim=pipeline.dim,
         metric=pipeline.profile.metric,
         prior=prior_model(pipeline.calibration_prior),
         grid=pipeline.profile.calibration_grid,

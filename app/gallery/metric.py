@@ -13,8 +13,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-Metric = Literal["l2", "cosine"]
-METRICS: tuple[Metric, ...] = ("l2", "cosine")
+# "fused": the fusion profile's score, stored like cosine as a vector whose half squared L2
+# distance is the score (see app.vision.profiles).
+Metric = Literal["l2", "cosine", "fused"]
+METRICS: tuple[Metric, ...] = ("l2", "cosine", "fused")
 
 
 def check_metric(metric: str) -> Metric:
@@ -26,7 +28,7 @@ def check_metric(metric: str) -> Metric:
 def from_l2(l2: NDArray[np.floating[Any]], metric: Metric) -> NDArray[np.float64]:
     """Euclidean distances between stored vectors -> distances in ``metric``."""
     d = np.asarray(l2, dtype=np.float64)
-    if metric == "cosine":
+    if metric != "l2":
         return d * d * 0.5
     return d
 
@@ -34,7 +36,7 @@ def from_l2(l2: NDArray[np.floating[Any]], metric: Metric) -> NDArray[np.float64
 def from_squared_l2(sq: NDArray[np.floating[Any]], metric: Metric) -> NDArray[np.float64]:
     """Squared Euclidean distances (what FAISS returns) -> distances in ``metric``."""
     d = np.maximum(np.asarray(sq, dtype=np.float64), 0.0)
-    if metric == "cosine":
+    if metric != "l2":
         return d * 0.5
     return np.sqrt(d)
 

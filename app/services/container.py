@@ -36,7 +36,7 @@ def calibration_service(
     return CalibrationService(
         sessions,
         pipeline.model_version,
-        pipeline.encoder.dim,
+        pipeline.dim,
         tau=settings.tau,
         target_far=settings.target_stranger_far,
         metric=pipeline.profile.metric,
@@ -73,7 +73,7 @@ class BusyError(Exception):
 def new_index(pipeline: FacePipeline, settings: Settings) -> FaceIndex:
     """An empty index for the pipeline's encodings, reporting distances in its profile's metric."""
     return FaceIndex(
-        pipeline.encoder.dim,
+        pipeline.dim,
         metric=pipeline.profile.metric,
         exact_max=settings.gallery_exact_max,
         hnsw_m=settings.gallery_hnsw_m,

@@ -54,8 +54,9 @@ def producers(manifest: Manifest, settings: Settings) -> dict[str, tuple[Profile
     """Every template version this build makes -> (profile, flip averaging); the configured
     flip-averaging mode first, so it wins if both modes ever made the same version."""
     made: dict[str, tuple[ProfileName, bool]] = {}
-    for flip in (settings.encode_flip_average, not settings.encode_flip_average):
-        for name in PROFILE_NAMES:
+    for name in PROFILE_NAMES:
+        configured = settings.flip_average_for(name)
+        for flip in (configured, not configured):
             made.setdefault(profile_encoding_version(manifest, name, flip), (name, flip))
     return made
 
@@ -80,9 +81,10 @@ def choose_serving(
                 "kept enrolment photos and switch, or run the build that made them"
             )
         return ServingChoice(active, *made[active])
-    configured = profile_encoding_version(manifest, settings.profile, settings.encode_flip_average)
+    flip = settings.flip_average_for(settings.profile)
+    configured = profile_encoding_version(manifest, settings.profile, flip)
     if not versions or configured in versions:
-        return ServingChoice(configured, settings.profile, settings.encode_flip_average)
+        return ServingChoice(configured, settings.profile, flip)
     known = [v for v in versions if v in made]
     if len(known) == 1:
         return ServingChoice(known[0], *made[known[0]])
@@ -227,7 +229,7 @@ def reencode(
     target = (
         pipeline.model_version
         if pipeline is not None
-        else profile_encoding_version(manifest, spec.name, settings.encode_flip_average)
+        else profile_encoding_version(manifest, spec.name, settings.flip_average_for(spec.name))
     )
     with sessions() as session:
         serving = _current_serving(session, manifest, settings)

@@ -29,7 +29,7 @@ from app.vision.encoder import FaceEncoder
 from app.vision.landmarks import LandmarkPredictor
 from app.vision.liveness import LivenessModel
 from app.vision.manifest import Manifest, ModelArtifactError, load_manifest
-from app.vision.profiles import ProfileSpec, profile_spec
+from app.vision.profiles import FUSION_DLIB_SQUARED_L2, FUSION_SFACE_COSINE, ProfileSpec, profile_spec
 from app.vision.runtime import create_session
 from app.vision.yunet import YuNetDetector
 
@@ -62,7 +62,24 @@ def encoding_version(encoder_version: str, flip_average: bool) -> str:
 
 def profile_encoding_version(manifest: Manifest, profile: str, flip_average: bool) -> str:
     """The template version a profile writes, read from the manifest without loading any model."""
-    return encoding_version(manifest.entry(profile_spec(profile).encoder).version, flip_average)
+    return encoding_version(_encoder_version(manifest, profile_spec(profile)), flip_average)
+
+
+def _encoder_version(manifest: Manifest, spec: ProfileSpec) -> str:
+    """The encoder's version; the fusion's names both artifacts (and its own recipe, v1)."""
+    if spec.dlib_encoder is None:
+        return manifest.entry(spec.encoder).version
+    parts = [manifest.entry(name).sha256[:12] for name in spec.encoders]
+    return f"{spec.name}-v1:" + "+".join(parts)
+
+
+def _run_encoder(encoder: FaceEncoder, chips: NDArray[np.uint8], flip_average: bool) -> NDArray[np.float32]:
+    """One encoder over chips; with flip averaging, chips and mirrors in one batch, averaged."""
+    if not flip_average:
+        return encoder.encode(chips)
+    both = encoder.encode(np.concatenate([chips, chips[:, :, ::-1]]))
+    n = len(chips)
+    return ((both[:n] + both[n:]) * 0.5).astype(np.float32)
 
 
 def _detector_points(detection: object, dlib_points: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -71,13 +88,15 @@ def _detector_points(detection: object, dlib_points: NDArray[np.float64]) -> NDA
     return dlib_points if own is None else np.asarray(own, dtype=np.float64)
 
 
-def calibration_prior(encoder_details: dict[str, object], version: str) -> dict[str, object] | None:
-    """The manifest's dev-data calibration for exactly this encoding (flip averaging included)."""
+def calibration_prior(
+    encoder_details: dict[str, object], version: str, profile: str
+) -> dict[str, object] | None:
+    """The manifest's dev-data calibration for exactly this encoding (profile, flip averaging)."""
     calibrations = encoder_details.get("calibration")
-    if not isinstance(calibrations, dict):
+    if not isinstance(calibrations, dict) or not isinstance(calibrations.get(profile), dict):
         return None
     suffix = "flipavg" if version.endswith("+flipavg") else "plain"
-    chosen = calibrations.get(suffix)
+    chosen = calibrations[profile].get(suffix)
     return chosen if isinstance(chosen, dict) else None
 
 
@@ -103,6 +122,7 @@ class FacePipeline:
         landmarks: LandmarkPredictor,
         encoder: FaceEncoder,
         *,
+        dlib_encoder: FaceEncoder | None = None,
         profile: ProfileSpec | None = None,
         detect_scale: float = 1.0,
         upsample_below_px: int = 600,
@@ -122,6 +142,11 @@ class FacePipeline:
         self.landmarks = landmarks
         self.landmarks68 = landmarks68  # for the blink cue only; alignment uses the 5 points
         self.encoder = encoder
+        if (dlib_encoder is None) != (self.profile.dlib_encoder is None):
+            raise ValueError(
+                f"profile {self.profile.name} needs exactly its encoders {self.profile.encoders}"
+            )
+        self.dlib_encoder = dlib_encoder
         self.upsample_below_px = upsample_below_px
         self.min_face_px = min_face_px
         self.chip_padding = chip_padding
@@ -150,6 +175,13 @@ class FacePipeline:
 
         spec = profile_spec(profile or settings.profile)
         encoder_details = manifest.details(spec.encoder)
+        dlib_encoder = None
+        if spec.dlib_encoder is not None:
+            dlib_encoder = FaceEncoder(
+                session(spec.dlib_encoder),
+                manifest.details(spec.dlib_encoder),
+                max_batch=settings.encoder_max_batch,
+            )
         if spec.detector == "yunet":
             detector: FaceDetector | YuNetDetector = YuNetDetector(
                 session("yunet"), manifest.details("yunet")
@@ -172,13 +204,14 @@ class FacePipeline:
             detector,
             LandmarkPredictor.from_npz(model_dir / manifest.entry("landmarks").file),
             FaceEncoder(session(spec.encoder), encoder_details, max_batch=settings.encoder_max_batch),
+            dlib_encoder=dlib_encoder,
             profile=spec,
             detect_scale=settings.detect_scale,
             upsample_below_px=settings.detect_upsample_below_px,
             min_face_px=settings.detect_min_face_px,
-            chip_padding=float(encoder_details.get("chip", {}).get("padding", 0.25)),
-            flip_average=settings.encode_flip_average if flip_average is None else flip_average,
-            model_version=manifest.entry(spec.encoder).version,
+            chip_padding=float(manifest.details("encoder")["chip"]["padding"]),
+            flip_average=settings.flip_average_for(spec.name) if flip_average is None else flip_average,
+            model_version=_encoder_version(manifest, spec),
             liveness=LivenessModel.from_manifest(
                 model_dir,
                 manifest,
@@ -187,7 +220,7 @@ class FacePipeline:
             ),
             landmarks68=landmarks68,
         )
-        pipeline.calibration_prior = calibration_prior(encoder_details, pipeline.model_version)
+        pipeline.calibration_prior = calibration_prior(encoder_details, pipeline.model_version, spec.name)
         pipeline.warm_up()
         return pipeline
 
@@ -209,10 +242,17 @@ class FacePipeline:
     def metric(self) -> str:
         return self.profile.metric
 
+    @property
+    def dim(self) -> int:
+        """The stored template's size (the fusion's holds both encodings)."""
+        return self.encoder.dim + (self.dlib_encoder.dim if self.dlib_encoder is not None else 0)
+
     def warm_up(self) -> None:
         blank = np.zeros((480, 640, 3), dtype=np.uint8)
         self.detect(blank)
         self.encoder.warm_up()
+        if self.dlib_encoder is not None:
+            self.dlib_encoder.warm_up()
 
     def close(self) -> None:
         self.detector.close()
@@ -237,14 +277,17 @@ class FacePipeline:
             points = self.landmarks.predict_many(rgb, [d.box for d in detections])
         # The profile's alignment points: YuNet's own five, or dlib's five for dlib's chip.
         align_points = [_detector_points(d, p) for d, p in zip(detections, points, strict=True)]
+        dlib_chips = None
         with timer.stage("align"):
             if self.profile.detector == "yunet":
                 chips = np.stack([sface_chip(rgb, a) for a in align_points])
-            else:
-                size, pad = self.encoder.chip_size, self.chip_padding
-                chips = np.stack([extract_chip(rgb, p, size=size, padding=pad) for p in points])
+            if self.profile.detector != "yunet" or self.dlib_encoder is not None:
+                pad = self.chip_padding
+                dlib_chips = np.stack([extract_chip(rgb, p, size=150, padding=pad) for p in points])
+                if self.profile.detector != "yunet":
+                    chips = dlib_chips
         with timer.stage("encode"):
-            embeddings = self.encode(chips)
+            embeddings = self.encode(chips, dlib_chips if self.dlib_encoder is not None else None)
         points68: list[NDArray[np.float64] | None] = [None] * len(detections)
         if self.landmarks68 is not None:
             with timer.stage("landmarks68"):
@@ -256,18 +299,49 @@ class FacePipeline:
             )
         ]
 
-    def encode(self, chips: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """Encode aligned chips; with flip averaging, one batch holds the chips and their mirrors.
+    def encode(
+        self, chips: NDArray[np.uint8], dlib_chips: NDArray[np.uint8] | None = None
+    ) -> NDArray[np.float32]:
+        """Encode aligned chips into stored templates (the profile's metric space).
 
-        Cosine profiles get unit vectors (after averaging: the mean of the two raw outputs).
+        With flip averaging, one batch holds the chips and their mirrors. Cosine encodings are
+        unit vectors (after averaging); the fusion's are ``[sqrt(a) s, sqrt(2 b) d]`` for the unit
+        SFace vector s and dlib's vector d of the same faces (``dlib_chips``), so that half the
+        squared distance is ``a (1 - cos) + b L2^2``.
         """
-        if not self.flip_average:
-            out = self.encoder.encode(chips)
-        else:
-            both = self.encoder.encode(np.concatenate([chips, chips[:, :, ::-1]]))
-            n = len(chips)
-            out = ((both[:n] + both[n:]) * 0.5).astype(np.float32)
-        return unit_rows(out) if self.profile.metric == "cosine" else out
+        out = _run_encoder(self.encoder, chips, self.flip_average)
+        if self.profile.metric == "l2":
+            return out
+        out = unit_rows(out)
+        if self.dlib_encoder is None:
+            return out
+        if dlib_chips is None or len(dlib_chips) != len(chips):
+            raise ValueError(f"profile {self.profile.name} encodes each face's dlib chip too")
+        second = _run_encoder(self.dlib_encoder, dlib_chips, self.flip_average)
+        fused = np.concatenate(
+            [
+                out * np.float32(np.sqrt(FUSION_SFACE_COSINE)),
+                second * np.float32(np.sqrt(2 * FUSION_DLIB_SQUARED_L2)),
+            ],
+            axis=1,
+        )
+        return fused.astype(np.float32)
+
+    def fuse(self, embeddings: NDArray[np.float32]) -> NDArray[np.float32]:
+        """One template-space vector for several encodings of one face (a burst's frames).
+
+        The mean, put back on the profile's space: unit length for cosine; for the fusion, the
+        SFace block back to its fixed length, dlib's block as it is (dlib's space is Euclidean).
+        """
+        mean: NDArray[np.float32] = np.asarray(embeddings, dtype=np.float32).mean(axis=0, dtype=np.float32)
+        if self.profile.metric == "l2":
+            return mean
+        if self.dlib_encoder is None:
+            unit: NDArray[np.float32] = unit_rows(mean[None])[0]
+            return unit
+        n = self.encoder.dim
+        head = unit_rows(mean[None, :n])[0] * np.float32(np.sqrt(FUSION_SFACE_COSINE))
+        return np.concatenate([head, mean[n:]]).astype(np.float32)
 
     def faces(self, bgr: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Face]:
         """Every face in an OpenCV (BGR) image, best detection first."""
