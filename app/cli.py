@@ -631,6 +631,8 @@ def calibrate(
     from app.evaluation.pairs import encode_images
     from app.gallery.calibration import prior_model
     from app.services.calibration import CalibrationService, read_stranger_files, report_lines
+    from app.services.reencode import GalleryVersionError, choose_serving
+    from app.store import queries
     from app.store.db import SchemaError, make_session_factory
     from app.vision.manifest import load_manifest
     from app.vision.pipeline import FacePipeline, calibration_prior, profile_encoding_version
@@ -643,8 +645,15 @@ def calibrate(
             ensure_models(settings)
             # The gallery's encodings need only the encoder's version and size; strangers need the models.
             manifest = load_manifest(settings.models_path)
-            spec = profile_spec(profile or settings.profile)
-            version = profile_encoding_version(manifest, spec.name, settings.flip_average_for(spec.name))
+            if profile is None:  # the version the gallery serves (a reencode may have switched it)
+                with make_session_factory(engine)() as session:
+                    active = queries.gallery_state(session)[1]
+                    versions = queries.template_versions(session)
+                choice = choose_serving(manifest, settings, active, versions)
+                spec, version = profile_spec(choice.profile), choice.version
+            else:
+                spec = profile_spec(profile)
+                version = profile_encoding_version(manifest, spec.name, settings.flip_average_for(spec.name))
             encoder = manifest.details(spec.encoder)
             dim = sum(int(manifest.details(name)["output"]["size"]) for name in spec.encoders)
             encodings = None
@@ -671,7 +680,7 @@ def calibrate(
                 grid=spec.calibration_grid,
             )
             result = service.compute(target_far, encodings)
-    except (SchemaError, ModelArtifactError, OSError, ValueError) as exc:
+    except (SchemaError, ModelArtifactError, GalleryVersionError, OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
@@ -692,15 +701,23 @@ def serve(
 
     from app.logging_setup import setup_logging
     from app.main import create_app
-    from app.store.db import SchemaError
+    from app.services.reencode import GalleryVersionError, choose_serving
+    from app.store import queries
+    from app.store.db import SchemaError, make_session_factory
+    from app.vision.manifest import load_manifest
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_json)
     try:
         ensure_models(settings)
-        with _checked_engine(settings):
-            pass  # refuse to serve on a schema that is behind, before binding the port
-    except (ModelArtifactError, SchemaError) as exc:
+        # Refuse, before binding the port, a schema that is behind or a gallery of templates no
+        # profile of this build makes.
+        with _checked_engine(settings) as engine, make_session_factory(engine)() as session:
+            active = queries.gallery_state(session)[1]
+            choose_serving(
+                load_manifest(settings.models_path), settings, active, queries.template_versions(session)
+            )
+    except (ModelArtifactError, SchemaError, GalleryVersionError) as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
