@@ -272,7 +272,35 @@ def _with_calibration(entries: dict[str, Any]) -> bool:
         else:
             current[profile.name] = calibration
         entry["calibration"] = current
-    return changed
+    return _with_liveness_fusion(entries) or changed
+
+
+def _with_liveness_fusion(entries: dict[str, Any]) -> bool:
+    """Attach the liveness fusion fitted on the real dev bursts (models/fit_liveness_fusion.py) to
+    the liveness entry, when it was fitted on exactly these liveness and mesh artifacts."""
+    path = CALIBRATION_DIR / "liveness.json"
+    fusion = None
+    if path.is_file():
+        measured = json.loads(path.read_text())
+        built = {name: entries[name]["sha256"] for name in ("liveness", "mesh") if name in entries}
+        if measured.get("artifact_sha256s") == built:
+            fusion = measured
+        else:
+            log.warning(
+                "%s was fitted on %s, not the built %s: liveness fusion left out; "
+                "rerun `python -m models.fit_liveness_fusion`",
+                path,
+                measured.get("artifact_sha256s"),
+                built,
+            )
+    entry = entries["liveness"]
+    if entry.get("fusion") == fusion:
+        return False
+    if fusion is None:
+        entry.pop("fusion", None)
+    else:
+        entry["fusion"] = fusion
+    return True
 
 
 def build_models(model_dir: Path, force: bool = False, *, landmarks68: bool = False) -> Manifest:

@@ -23,6 +23,8 @@ mean in turn, all in one batch through the classifier).
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from app.vision import liveness_image as image_cues
+from app.vision.face_mesh import FaceMesh, roi_from_box
 from app.vision.liveness_cues import (
     FEATURE_NAMES,
     blink_depth,
@@ -44,7 +47,14 @@ from app.vision.liveness_cues import (
 )
 from app.vision.liveness_types import LivenessResult, TrackedFace
 from app.vision.manifest import REBUILD_HINT, Manifest, ModelArtifactError
+from app.vision.mesh_cues import burst_geometry
+from app.vision.pad import MANIFEST_KEY as PAD_KEY
+from app.vision.pad import PadModel
 from app.vision.runtime import create_session, warm_up
+
+log = logging.getLogger(__name__)
+
+MIN_MESH_FRAMES = 3  # frames with a mesh a burst needs to be weighed
 
 REJECT_CUES = ("border", "moire", "glare", "identical_frames", "motionless")
 # The cues whose rule may call a burst a spoof; every cue is measured and recorded either way.
@@ -57,7 +67,7 @@ REJECT_CUES = ("border", "moire", "glare", "identical_frames", "motionless")
 #   it under 1% of live with more than a fifth of its catches, so it stays. Without it no real or
 #   rendered attack is let in (the geometry leaves them undetermined), but nearly all the attacks
 #   it calls spoofs become undetermined, which a door with ``liveness_undetermined: grant`` admits.
-DEFAULT_REJECTS: tuple[str, ...] = ("border", "moire", "identical_frames", "motionless")
+DEFAULT_REJECTS: tuple[str, ...] = ("moire", "identical_frames", "motionless")
 
 
 @dataclass(frozen=True)
@@ -120,12 +130,63 @@ def blink_cues(track: Sequence[TrackedFace]) -> dict[str, float]:
     return {"eye_aspect_ratio_open": float(np.percentile(ear, 80)), "blink_depth": blink_depth(ear)}
 
 
+def _logit(p: float, eps: float = 1e-4) -> float:
+    q = min(max(p, eps), 1.0 - eps)
+    return math.log(q / (1.0 - q))
+
+
+@dataclass(frozen=True)
+class FusionModel:
+    """One logistic regression over burst features: P(live) = sigmoid(w . (x - mean) / scale + b).
+
+    Fitted on the real dev bursts by ``models/fit_liveness_fusion.py``; the manifest's liveness
+    entry carries one per variant (``with_pad``, ``without_pad``) under ``fusion``.
+    """
+
+    features: tuple[str, ...]
+    mean: NDArray[np.float64]
+    scale: NDArray[np.float64]
+    coef: NDArray[np.float64]
+    intercept: float
+    threshold: float  # P(live) at or above which a burst is live
+
+    @classmethod
+    def from_details(cls, spec: Mapping[str, Any]) -> FusionModel:
+        features = tuple(str(f) for f in spec["features"])
+        arrays = [np.asarray(spec[k], dtype=np.float64) for k in ("mean", "scale", "coef")]
+        if any(a.shape != (len(features),) for a in arrays) or not np.all(arrays[1] > 0):
+            raise ModelArtifactError(f"the liveness fusion for {list(features)} is malformed; {REBUILD_HINT}")
+        unknown = set(features) - set(FUSION_FEATURES)
+        if unknown:
+            raise ModelArtifactError(
+                f"the liveness fusion uses features {sorted(unknown)} this code does not compute; "
+                f"{REBUILD_HINT}"
+            )
+        return cls(
+            features, arrays[0], arrays[1], arrays[2], float(spec["intercept"]), float(spec["threshold"])
+        )
+
+    def vector(self, cues: Mapping[str, float]) -> NDArray[np.float64]:
+        return np.array([cues[f] for f in self.features], dtype=np.float64)
+
+    def contributions(self, cues: Mapping[str, float]) -> NDArray[np.float64]:
+        """Each feature's term in the logit (positive: towards live)."""
+        return np.asarray(self.coef * (self.vector(cues) - self.mean) / self.scale, dtype=np.float64)
+
+    def p_live(self, cues: Mapping[str, float]) -> float:
+        z = float(self.contributions(cues).sum()) + self.intercept
+        return 1.0 / (1.0 + math.exp(-min(max(z, -60.0), 60.0)))
+
+
 class LivenessModel:
     def __init__(
         self,
         session: ort.InferenceSession,
         details: dict[str, Any],
         limits: ImageCueLimits | None = None,
+        *,
+        mesh: FaceMesh | None = None,
+        pad: PadModel | None = None,
     ) -> None:
         features = list(details["input"]["features"])
         if features != list(FEATURE_NAMES):
@@ -135,13 +196,27 @@ class LivenessModel:
             )
         self.session = session
         self.input_name = str(details["input"]["name"])
-        self.threshold = float(details["threshold"])
-        if "spoof_threshold" not in details:
-            raise ModelArtifactError(f"the liveness model's manifest has no spoof_threshold; {REBUILD_HINT}")
-        self.spoof_threshold = float(details["spoof_threshold"])
-        self.min_motion_snr = float(details["min_motion_snr"])
         self.feature_mean = np.asarray(details["feature_mean"], dtype=np.float32)
-        self.limits = limits or ImageCueLimits()
+        self.limits = limits or ImageCueLimits(
+            rejects=tuple(details.get("fusion", {}).get("rejects", DEFAULT_REJECTS))
+        )
+        self.mesh = mesh
+        self.pad = pad
+        fusion = details.get("fusion")
+        self.fusion: FusionModel | None = None
+        if fusion is not None:
+            variant = "with_pad" if pad is not None else "without_pad"
+            if variant not in fusion:
+                raise ModelArtifactError(f"the liveness entry has no {variant} fusion; {REBUILD_HINT}")
+            self.fusion = FusionModel.from_details(fusion[variant])
+            if mesh is None and any(f in MESH_FEATURES for f in self.fusion.features):
+                raise ModelArtifactError(f"the liveness fusion needs the face mesh; {REBUILD_HINT}")
+        self.min_mesh_frames = int(details.get("fusion", {}).get("min_mesh_frames", MIN_MESH_FRAMES))
+
+    @property
+    def threshold(self) -> float:
+        """The P(live) at or above which a burst is live (NaN before the fusion is calibrated)."""
+        return self.fusion.threshold if self.fusion is not None else math.nan
 
     @classmethod
     def from_manifest(
@@ -151,19 +226,56 @@ class LivenessModel:
         *,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         intra_op_threads: int = 1,
+        detector: str | None = None,
+        use_pad: bool = True,
     ) -> LivenessModel:
+        """The judge with the manifest's mesh and, when imported (and ``use_pad``), the PAD pair.
+
+        ``detector``: the manifest model whose boxes the tracked faces carry (the PAD crop's box
+        scale); default YuNet when built (the fusion and sface profiles), else dlib's detector.
+        """
         # A 1-row MLP gains nothing from more threads; keep it off the cores detection needs.
         session = create_session(
             model_dir / manifest.entry("liveness").file,
             providers=providers,
             intra_op_threads=min(intra_op_threads, 1),
         )
-        model = cls(session, manifest.details("liveness"))
+        details = manifest.details("liveness")
+        if "fusion" not in details:
+            # Fail safe, and loudly: no burst is live until the fusion is fitted for these artifacts.
+            log.error(
+                "%s: the liveness entry has no fusion calibration (models/calibration/liveness.json was "
+                "fitted on other liveness or mesh artifacts): every burst is undetermined; rerun "
+                "`python -m models.fit_liveness_fusion`, then `facegate models build`",
+                model_dir,
+            )
+        mesh = None
+        if "mesh" in manifest.models:
+            mesh = FaceMesh(
+                create_session(
+                    model_dir / manifest.entry("mesh").file,
+                    providers=providers,
+                    intra_op_threads=min(intra_op_threads, 1),
+                ),
+                manifest.details("mesh"),
+            )
+            mesh.warm_up()
+        pad = None
+        if use_pad and PAD_KEY in manifest.models:
+            box_detector = detector or ("yunet" if "yunet" in manifest.models else "detector")
+            pad = PadModel.from_manifest(
+                model_dir, manifest, detector=box_detector, providers=providers, intra_op_threads=1
+            )
+        model = cls(session, details, mesh=mesh, pad=pad)
         warm_up(session, {model.input_name: model.feature_mean.reshape(1, -1)})
         return model
 
-    def p_live(self, features: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
-        """P(live) for (N, K) feature rows."""
+    def close(self) -> None:
+        if self.pad is not None:
+            self.pad.close()
+
+    def p_live_geometry(self, features: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
+        """The 5-point geometry MLP's P(live) (trained on simulated bursts) for (N, K) feature rows."""
         rows = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
         out = self.session.run(None, {self.input_name: rows})[0]
         return np.asarray(out, dtype=np.float32).reshape(-1)
@@ -196,25 +308,39 @@ class LivenessModel:
             ),
         }
 
-    def _rejects(self, cues: dict[str, float]) -> list[str]:
-        return fired_cues(cues, self.limits)
+    def mesh_cues(self, track: Sequence[TrackedFace]) -> dict[str, float]:
+        """The mesh on each frame's detection (eye line upright), geometry over the frames it found."""
+        if self.mesh is None:
+            return {}
+        mesh = self.mesh
+        lefts, rights = eye_centres(five_points(np.stack([f.landmarks for f in track]).astype(np.float64)))
+        patches, affines = [], []
+        for face, left, right in zip(track, lefts, rights, strict=True):
+            # Image-left eye first; the dlib order starts with the subject's left eye (image right).
+            eyes = np.array([right, left]) if right[0] < left[0] else np.array([left, right])
+            patch, affine = mesh.crop_roi(face.frame, roi_from_box(face.box, eyes, mesh.scale))
+            patches.append(patch[:, :, ::-1])  # BGR frame, RGB network: flip the small patch only
+            affines.append(affine)
+        raw, scores = mesh.run(np.ascontiguousarray(np.stack(patches)))
+        keep = [i for i in range(len(track)) if scores[i] >= mesh.threshold]
+        out = {"mesh_frames": float(len(keep))}
+        if len(keep) < self.min_mesh_frames:
+            return out
+        points = np.stack([mesh.to_image(raw[i], affines[i]) for i in keep])
+        geometry = burst_geometry(points)
+        out.update({f"mesh_{k}": float(v) for k, v in geometry.items()})
+        return out
 
-    def _drivers(self, features: NDArray[np.float64], p: float, live: bool) -> list[str]:
-        """Features whose replacement by the training mean moves P(live) most against the outcome."""
-        k = len(FEATURE_NAMES)
-        rows = np.repeat(features.astype(np.float32)[None], k, axis=0)
-        rows[np.arange(k), np.arange(k)] = self.feature_mean
-        effect = p - self.p_live(rows)  # > 0: this feature pushed towards live
-        if not live:
-            effect = -effect
-        order = [int(i) for i in np.argsort(-effect) if effect[i] > 1e-4]
-        return [FEATURE_NAMES[i] for i in order[:2]] or ["p_live"]
+    def pad_cues(self, track: Sequence[TrackedFace]) -> dict[str, float]:
+        if self.pad is None:
+            return {}
+        scores = self.pad.score_frames([f.frame for f in track], [f.box for f in track])
+        p = self.pad.fuse(scores)
+        return {"pad_p_real": p, "pad_p_real_min": float(np.min(scores))}
 
-    def judge(self, track: Sequence[TrackedFace]) -> LivenessResult:
-        """The verdict on one face tracked through a burst (frames in capture order)."""
+    def measure(self, track: Sequence[TrackedFace]) -> dict[str, float]:
+        """Every cue of a burst of at least 2 frames, and the fusion's derived features."""
         cues: dict[str, float] = {"frames": float(len(track))}
-        if len(track) < 2:
-            return LivenessResult("undetermined", None, cues, ["frames"], hint="turn_head")
         landmarks = np.stack([np.asarray(f.landmarks, dtype=np.float64) for f in track])
         t = np.array([f.t for f in track], dtype=np.float64)
         cues.update(self.image_cues(track))
@@ -222,28 +348,81 @@ class LivenessModel:
         cues.update(blink_cues(track))
         try:
             features = geometry_features(landmarks, t)
-        except ValueError:  # degenerate landmarks (eye centres on one pixel): nothing to measure
-            rejects = self._rejects(cues)
+        except ValueError:  # degenerate landmarks (eye centres on one pixel): a neutral geometry score
+            cues["geometry_p_live"] = 0.5
+        else:
+            cues.update({name: float(v) for name, v in zip(FEATURE_NAMES, features, strict=True)})
+            cues["motion_snr"] = 10.0 ** cues["log_motion_snr"]
+            cues["geometry_p_live"] = float(self.p_live_geometry(features)[0])
+        cues.update(self.mesh_cues(track))
+        cues.update(self.pad_cues(track))
+        cues.update(derived_features(cues))
+        return cues
+
+    def judge(self, track: Sequence[TrackedFace]) -> LivenessResult:
+        """The verdict on one face tracked through a burst (frames in capture order)."""
+        if len(track) < 2:
+            return LivenessResult(
+                "undetermined", None, {"frames": float(len(track))}, ["frames"], hint="turn_head"
+            )
+        cues = self.measure(track)
+        if self.fusion is None:
+            return LivenessResult("undetermined", None, cues, ["uncalibrated"])
+        rejects = fired_cues(cues, self.limits)
+        if any(f not in cues for f in self.fusion.features):
+            # Too few frames where the mesh found a face: nothing to weigh (an image cue may still reject).
             if rejects:
                 return LivenessResult("spoof", None, cues, rejects)
-            return LivenessResult("undetermined", None, cues, ["landmarks"], hint="turn_head")
-        cues.update({name: float(v) for name, v in zip(FEATURE_NAMES, features, strict=True)})
-        snr = 10.0 ** cues["log_motion_snr"]
-        cues["motion_snr"] = snr
-        p = float(self.p_live(features)[0])
+            return LivenessResult("undetermined", None, cues, ["mesh_frames"], hint="turn_head")
+        p = self.fusion.p_live(cues)
         cues["p_live"] = p
-        rejects = self._rejects(cues)
         if rejects:
             return LivenessResult("spoof", p, cues, rejects)
-        if snr < self.min_motion_snr:
-            return LivenessResult("undetermined", None, cues, ["motion_snr"], hint="turn_head")
-        return self._verdict(features, p, cues)
+        live = p >= self.fusion.threshold
+        return LivenessResult("live" if live else "spoof", p, cues, self._drivers(cues, live))
 
-    def _verdict(self, features: NDArray[np.float64], p: float, cues: dict[str, float]) -> LivenessResult:
-        """The classifier's verdict on a burst that turned enough and that no image cue rejected."""
-        if p >= self.threshold:
-            return LivenessResult("live", p, cues, self._drivers(features, p, True))
-        if p < self.spoof_threshold:
-            return LivenessResult("spoof", p, cues, self._drivers(features, p, False))
-        # Between the thresholds both a head and a tilted picture are plausible: ask for a larger turn.
-        return LivenessResult("undetermined", p, cues, ["p_live"], hint="turn_head")
+    def _drivers(self, cues: Mapping[str, float], live: bool) -> list[str]:
+        """The two features whose terms pushed the logit most towards the outcome."""
+        fusion = self.fusion
+        if fusion is None:
+            return ["p_live"]
+        terms = fusion.contributions(cues) * (1.0 if live else -1.0)
+        order = [int(i) for i in np.argsort(-terms) if terms[i] > 0]
+        return [fusion.features[i] for i in order[:2]] or ["p_live"]
+
+
+def derived_features(cues: Mapping[str, float]) -> dict[str, float]:
+    """The fusion's inputs computed from the raw cues (logs of residuals, logits of probabilities)."""
+    out: dict[str, float] = {"geometry_logit": _logit(cues.get("geometry_p_live", 0.5))}
+    for name in ("border_frames", "border_follow", "moire_peak", "glare_fraction"):
+        if name in cues:
+            out[f"cue_{name}"] = float(cues[name])
+    if "mesh_parallax_ratio" in cues:
+        out["log_parallax_ratio"] = math.log(max(cues["mesh_parallax_ratio"], 1e-6))
+        out["log_parallax_excess"] = math.log(cues["mesh_parallax_excess"] + 1e-4)
+        out["log_homography_residual"] = math.log(cues["mesh_homography_residual"] + 1e-4)
+        out["log_rigid_residual"] = math.log(cues["mesh_rigid_residual"] + 1e-4)
+        out["mesh_rotation"] = float(cues["mesh_rotation_deg"])
+        out["mesh_blink"] = float(cues["mesh_blink_depth"])
+    if "pad_p_real" in cues:
+        out["pad_logit"] = _logit(cues["pad_p_real"])
+    return out
+
+
+MESH_FEATURES = (
+    "log_parallax_ratio",
+    "log_parallax_excess",
+    "log_homography_residual",
+    "log_rigid_residual",
+    "mesh_rotation",
+    "mesh_blink",
+)
+FUSION_FEATURES = (
+    "geometry_logit",
+    "cue_border_frames",
+    "cue_border_follow",
+    "cue_moire_peak",
+    "cue_glare_fraction",
+    *MESH_FEATURES,
+    "pad_logit",
+)

@@ -217,6 +217,7 @@ class FacePipeline:
                 manifest,
                 providers=settings.onnx_providers,
                 intra_op_threads=settings.onnx_intra_op_threads,
+                detector=spec.detector,  # whose boxes the PAD crop scales
             ),
             landmarks68=landmarks68,
         )
@@ -256,6 +257,7 @@ class FacePipeline:
 
     def close(self) -> None:
         self.detector.close()
+        self.liveness.close()
 
     def upsample_for(self, shape: tuple[int, ...]) -> int:
         """dlib's pyramid_up once for small photos (so ~40 px faces are found), never for big frames."""
