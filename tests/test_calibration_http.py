@@ -1,7 +1,10 @@
 """Calibration through the real service: `facegate serve`, real models, real LFW faces enrolled.
 
-The service runs with plain (not mirror-averaged) encodings so that `facegate embed` gives the
-very vectors that enrolment stored, and the test can recompute the distances on its own.
+The service runs dlib's profile with a pinned τ = 0.6 and the old 1-in-10,000 target, the
+configuration whose warnings these tests exercise (with τ unset the service applies the
+calibrated τ instead: tests/test_service_realfaces.py), and plain (not mirror-averaged)
+encodings so that `facegate embed --profile dlib` gives the very vectors that enrolment stored
+and the test can recompute the distances on its own.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ PEOPLE = 16  # 16 x 15 = 240 impostor comparisons: enough for the tail model (>=
 @pytest.fixture(scope="module")
 def service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data_dir = tmp_path_factory.mktemp("calibration")
-    svc = ServiceProcess(data_dir, model_dir, FACEGATE_ENCODE_FLIP_AVERAGE="false")
+    svc = ServiceProcess(
+        data_dir,
+        model_dir,
+        FACEGATE_ENCODE_FLIP_AVERAGE="false",
+        FACEGATE_PROFILE="dlib",
+        FACEGATE_TAU="0.6",
+        FACEGATE_TARGET_STRANGER_FAR="1e-4",
+    )
     assert svc.cli("db", "upgrade").returncode == 0
     created = svc.cli("keys", "create", "--role", "admin", "--name", "admin")
     assert created.returncode == 0, created.stderr
@@ -113,7 +123,7 @@ def test_calibration_of_real_faces(service: dict[str, Any], enrolled: dict[str, 
     assert body["model"] is not None and body["model"]["kind"] == "normal_lower_tail"
 
     # The closest pair, recomputed from `facegate embed` (the same encodings enrolment stored).
-    out = svc.cli("embed", "--json", *[str(p) for p in paths.values()])
+    out = svc.cli("embed", "--json", "--profile", "dlib", *[str(p) for p in paths.values()])
     assert out.returncode == 0, out.stderr
     vectors = {}
     for pid, line in zip(paths, out.stdout.splitlines(), strict=True):
