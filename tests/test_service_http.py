@@ -43,6 +43,7 @@ def photos() -> dict[str, bytes]:
     return {
         "astronaut": jpeg(astronaut),
         "astronaut_frame": jpeg(frame, 80),
+        "astronaut_mirror": jpeg(np.ascontiguousarray(astronaut[:, ::-1]), 85),
         "camera": jpeg(camera),
         "blank": jpeg(np.full((480, 640, 3), 128, np.uint8)),
         "blurred": jpeg(cv2.GaussianBlur(astronaut, (0, 0), 4)),
@@ -190,7 +191,7 @@ def test_enrol_recognise_review_delete(setup: dict[str, Any], photos: dict[str, 
     assert face["person_id"] == pid and face["quality"]["face_width_px"] >= 80
     # The same face for somebody else is refused, naming the person, unless forced.
     twin = new_person(setup, "Impostor")
-    r = enrol(setup, twin, photos["astronaut_frame"])
+    r = enrol(setup, twin, photos["astronaut_mirror"])
     assert r.status_code == 422 and r.json()["error"]["code"] == "duplicate_identity"
     assert "Eileen Collins" in r.json()["error"]["message"]
     assert r.json()["error"]["details"]["person_id"] == pid
