@@ -28,7 +28,7 @@ PERSON = "nuaa-0003"
 ENROL_RUN = "nuaa-0003-live-s01-p00-g01-r4"
 LIVE_RUN = "nuaa-0003-live-s01-p00-g01-r1"
 PRINT_RUN = "nuaa-0003-print-s01-p00-g01-r1"
-REPLAY = "videos/zubaircrackscode_fake_phone_screen.mp4"
+REPLAY = "videos/zubaircrackscode_fake_phone_screen.webm"
 
 
 def _runs() -> dict[str, list[tuple[int, Path]]]:
