@@ -220,7 +220,7 @@ def test_the_enrol_endpoint_documents_the_switching_refusal(tmp_path: Path) -> N
 
 
 def test_serving_choice(manifest: Manifest, model_dir: Path, tmp_path: Path) -> None:
-    settings = _settings(model_dir, tmp_path, "sqlite://")
+    settings = _settings(model_dir, tmp_path, "sqlite://", profile="sface")
     sface = profile_encoding_version(manifest, "sface", False)
     dlib = profile_encoding_version(manifest, "dlib", False)
     # A new gallery, or one with the configured profile's templates: the configured profile.
@@ -578,8 +578,9 @@ def test_the_command_lists_who_would_lose_access_and_switches_only_when_allowed(
 
     cli = ServiceProcess(tmp_path, model_dir)
     assert cli.cli("db", "upgrade").returncode == 0
-    dlib = profile_encoding_version(manifest, "dlib", True)  # the CLI's default flip averaging
-    sface = profile_encoding_version(manifest, "sface", True)
+    # Each profile's default flip averaging: on for dlib, off for sface.
+    dlib = profile_encoding_version(manifest, "dlib", True)
+    sface = profile_encoding_version(manifest, "sface", False)
     engine = store_db.make_engine(f"sqlite:///{(tmp_path / 'facegate.db').as_posix()}")
     with store_db.make_session_factory(engine)() as s:
         pid = q.create_person(s, "Enrolled before photos were kept").id
