@@ -206,7 +206,11 @@ def _real_video_bursts(pipeline) -> list[list[TrackedFace]]:  # type: ignore[no-
         faces = pipeline.faces(np.ascontiguousarray(frame))
         if faces:
             face = max(faces, key=lambda f: f.width)
-            tracked.append(TrackedFace(t=index / 29.97, box=face.box, landmarks=face.landmarks, frame=frame))
+            tracked.append(
+                TrackedFace(
+                    t=index / 29.97, box=face.box, landmarks=face.landmarks, frame=np.asarray(frame, np.uint8)
+                )
+            )
     cap.release()
     bursts = [tracked[i : i + 10] for i in range(0, len(tracked) - 9, 10)]
     assert len(bursts) >= 5
