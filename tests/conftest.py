@@ -60,14 +60,6 @@ def pipeline(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def sface_pipeline(settings: Settings):  # type: ignore[no-untyped-def]
-    """The default profile as the service runs it (flip averaging on)."""
-    from app.vision.pipeline import FacePipeline
-
-    return FacePipeline.load(settings, profile="sface", flip_average=True)
-
-
-@pytest.fixture(scope="session")
 def dlib_source() -> Path:
     from models.source import source_dir
 

@@ -154,10 +154,11 @@ def test_embed_cli_prints_the_design_contract(
     assert "notes.txt" in proc.stderr
 
 
-def test_embed_cli_default_profile_is_sface(
-    model_dir: Path, sface_pipeline: FacePipeline, astronaut: NDArray[np.uint8], tmp_path: Path
+def test_embed_cli_default_profile_is_the_services(
+    model_dir: Path, settings: Settings, astronaut: NDArray[np.uint8], tmp_path: Path
 ) -> None:
-    """Without --profile, embed gives what the service stores: SFace's unit vectors, YuNet's points."""
+    """Without --profile, embed gives what the service stores: the fusion's 256-d templates (a unit
+    SFace vector scaled by sqrt(0.756), then dlib's scaled by sqrt(0.92)) and YuNet's points."""
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     env = {**os.environ, "FACEGATE_MODEL_DIR": str(model_dir), "FACEGATE_ONNX_INTRA_OP_THREADS": "2"}
@@ -174,9 +175,11 @@ def test_embed_cli_default_profile_is_sface(
     [face] = json.loads(proc.stdout)["faces"]
     assert set(face) == {"box", "score", "landmarks", "points", "embedding"}
     embedding = np.array(face["embedding"])
-    assert abs(np.linalg.norm(embedding) - 1.0) < 1e-5
-    [want] = sface_pipeline.faces(cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    assert embedding.shape == (256,) and abs(np.linalg.norm(embedding[:128]) ** 2 - 0.756) < 1e-5
+    fusion = FacePipeline.load(settings, profile="fusion")
+    [want] = fusion.faces(cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     assert np.abs(embedding - want.embedding).max() < 1e-5
+    assert face["points"] == [[float(x), float(y)] for x, y in want.points]  # type: ignore[union-attr]
 
 
 def test_flip_average_mode_encodes_chip_and_mirror(

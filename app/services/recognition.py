@@ -114,11 +114,14 @@ def recognise(
     """
     frames, policy = burst.frames, burst.policy
     timer = StageTimer()
-    decoded: list[tuple[NDArray[np.uint8], list[Face]]] = []
+    images: list[NDArray[np.uint8]] = []
     for data in frames:
         with timer.stage("decode"):
-            bgr = decode_image(data, max_pixels=settings.max_image_pixels)
-        decoded.append((bgr, pipeline.faces(bgr, timer)))
+            images.append(decode_image(data, max_pixels=settings.max_image_pixels))
+    # Every frame's faces go through the encoders in one batch (one run per burst on a GPU).
+    decoded: list[tuple[NDArray[np.uint8], list[Face]]] = list(
+        zip(images, pipeline.faces_burst(images, timer), strict=True)
+    )
     subject = follow_subject(decoded, burst.times, settings.recognize_min_face_px)
 
     matches: list[FrameMatch] = []

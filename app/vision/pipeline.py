@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +71,18 @@ def _encoder_version(manifest: Manifest, spec: ProfileSpec) -> str:
         return manifest.entry(spec.encoder).version
     parts = [manifest.entry(name).sha256[:12] for name in spec.encoders]
     return f"{spec.name}-v1:" + "+".join(parts)
+
+
+@dataclass(frozen=True)
+class _Located:
+    """One image's faces before encoding."""
+
+    detections: list[Detection]
+    points: list[NDArray[np.float64]]  # dlib's five
+    align_points: list[NDArray[np.float64]]
+    chips: list[NDArray[np.uint8]]  # the (first) encoder's
+    dlib_chips: list[NDArray[np.uint8]]  # the fusion's second encoder's; else empty
+    points68: list[NDArray[np.float64] | None]
 
 
 def _run_encoder(encoder: FaceEncoder, chips: NDArray[np.uint8], flip_average: bool) -> NDArray[np.float32]:
@@ -271,35 +283,65 @@ class FacePipeline:
             return self.detector.detect(rgb, upsample=self.upsample_for(rgb.shape), min_size=self.min_face_px)
 
     def faces_rgb(self, rgb: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Face]:
+        return self.faces_many([rgb], timer)[0]
+
+    def faces_many(
+        self, rgbs: Sequence[NDArray[np.uint8]], timer: StageTimer | None = None
+    ) -> list[list[Face]]:
+        """Every face of several RGB images (a burst's frames); the chips of all of them go
+        through each encoder in one batch (on a GPU, one run per burst)."""
         timer = timer or StageTimer()
+        located = [self._locate(rgb, timer) for rgb in rgbs]
+        chips = [c for loc in located for c in loc.chips]
+        if not chips:
+            return [[] for _ in rgbs]
+        dlib_chips = [c for loc in located for c in loc.dlib_chips]
+        with timer.stage("encode"):
+            embeddings = self.encode(np.stack(chips), np.stack(dlib_chips) if dlib_chips else None)
+        out: list[list[Face]] = []
+        row = 0
+        for loc in located:
+            n = len(loc.detections)
+            out.append(
+                [
+                    Face(d.box, d.score, p, c, e, p68, a)
+                    for d, p, c, e, p68, a in zip(
+                        loc.detections,
+                        loc.points,
+                        loc.chips,
+                        embeddings[row : row + n],
+                        loc.points68,
+                        loc.align_points,
+                        strict=True,
+                    )
+                ]
+            )
+            row += n
+        return out
+
+    def _locate(self, rgb: NDArray[np.uint8], timer: StageTimer) -> _Located:
+        """Detection, landmarks and chips of one image: everything but the encoders."""
         detections = self.detect(rgb, timer)
         if not detections:
-            return []
+            return _Located([], [], [], [], [], [])
         with timer.stage("landmarks"):
             points = self.landmarks.predict_many(rgb, [d.box for d in detections])
         # The profile's alignment points: YuNet's own five, or dlib's five for dlib's chip.
         align_points = [_detector_points(d, p) for d, p in zip(detections, points, strict=True)]
-        dlib_chips = None
+        dlib_chips: list[NDArray[np.uint8]] = []
         with timer.stage("align"):
-            if self.profile.detector == "yunet":
-                chips = np.stack([sface_chip(rgb, a) for a in align_points])
             if self.profile.detector != "yunet" or self.dlib_encoder is not None:
                 pad = self.chip_padding
-                dlib_chips = np.stack([extract_chip(rgb, p, size=150, padding=pad) for p in points])
-                if self.profile.detector != "yunet":
-                    chips = dlib_chips
-        with timer.stage("encode"):
-            embeddings = self.encode(chips, dlib_chips if self.dlib_encoder is not None else None)
+                dlib_chips = [extract_chip(rgb, p, size=150, padding=pad) for p in points]
+            if self.profile.detector == "yunet":
+                chips = [sface_chip(rgb, a) for a in align_points]
+            else:
+                chips, dlib_chips = dlib_chips, []
         points68: list[NDArray[np.float64] | None] = [None] * len(detections)
         if self.landmarks68 is not None:
             with timer.stage("landmarks68"):
                 points68 = [self.landmarks68.predict(rgb, d.box) for d in detections]
-        return [
-            Face(d.box, d.score, p, c, e, p68, a)
-            for d, p, c, e, p68, a in zip(
-                detections, points, chips, embeddings, points68, align_points, strict=True
-            )
-        ]
+        return _Located(list(detections), points, align_points, chips, dlib_chips, points68)
 
     def encode(
         self, chips: NDArray[np.uint8], dlib_chips: NDArray[np.uint8] | None = None
@@ -347,7 +389,13 @@ class FacePipeline:
 
     def faces(self, bgr: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Face]:
         """Every face in an OpenCV (BGR) image, best detection first."""
+        return self.faces_burst([bgr], timer)[0]
+
+    def faces_burst(
+        self, bgrs: Sequence[NDArray[np.uint8]], timer: StageTimer | None = None
+    ) -> list[list[Face]]:
+        """Every face in each of several BGR images (a burst), encoded in one batch."""
         timer = timer or StageTimer()
         with timer.stage("convert"):
-            rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-        return self.faces_rgb(rgb, timer)
+            rgbs = [np.ascontiguousarray(cv2.cvtColor(b, cv2.COLOR_BGR2RGB), dtype=np.uint8) for b in bgrs]
+        return self.faces_many(rgbs, timer)
