@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from app.gallery import Decision, FaceIndex, FrameMatch, PersonHit, decide_frame, fuse_frames
+from app.gallery import Decision, FaceIndex, FrameMatch, PersonHit, decide_frame, fuse_burst, fuse_frames
 
 DIM = 128
 TAU = 0.6
@@ -500,3 +500,21 @@ def test_fuse_unknown_majority() -> None:
 def test_fuse_rejects_more_faces_than_frames() -> None:
     with pytest.raises(ValueError):
         fuse_frames([fm("match", 1, 0.3)] * 2, 1)
+
+
+# ------------------------------------------------------------------------------------ fuse_burst
+
+
+def test_fuse_burst_decides_on_the_mean_and_counts_agreeing_frames() -> None:
+    fused = fm("match", 7, 0.30, 0.80)
+    frames = [fm("match", 7, 0.35, 0.8), fm("unknown_person", 7, 0.70, 0.9), fm("match", 8, 0.4, 0.45)]
+    d = fuse_burst(fused, frames, 4)
+    # The mean's match decides, although only one frame of three matched person 7 on its own.
+    assert d == Decision("match", 7, 0.30, 0.80, 4, 3, 1) and d.granted
+    unknown = fuse_burst(fm("unknown_person", 7, 0.9, 1.0), frames, 3)
+    assert (unknown.reason, unknown.person_id, unknown.votes) == ("unknown_person", None, 1)
+    ambiguous = fuse_burst(fm("ambiguous", 7, 0.3, 0.32), frames, 3)
+    assert (ambiguous.reason, ambiguous.person_id, ambiguous.granted) == ("ambiguous", None, False)
+    assert fuse_burst(None, [], 2) == Decision("no_face", None, None, None, 2, 0, 0)
+    with pytest.raises(ValueError, match="frames_total"):
+        fuse_burst(fused, frames, 2)

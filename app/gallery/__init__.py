@@ -11,6 +11,7 @@ from app.gallery.matching import (
     PersonHit,
     Reason,
     decide_frame,
+    fuse_burst,
     fuse_frames,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "PersonHit",
     "Reason",
     "decide_frame",
+    "fuse_burst",
     "fuse_frames",
 ]

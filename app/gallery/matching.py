@@ -4,8 +4,9 @@ Two steps:
 
 1. :func:`decide_frame` turns one frame's nearest people (from ``FaceIndex.search_people``) into
    a :class:`FrameMatch`: ``match``, ``ambiguous`` or ``unknown_person``.
-2. :func:`fuse_frames` turns the frames of one request into a :class:`Decision` by a strict
-   majority vote over the frames that had a face.
+2. :func:`fuse_burst` turns one request into a :class:`Decision` from the match of the mean of
+   its frames' encodings (the service's rule); :func:`fuse_frames` is the older strict majority
+   vote over the frames that had a face, kept for comparison (scripts/measure_burst_identity.py).
 """
 
 from __future__ import annotations
@@ -97,6 +98,29 @@ def decide_frame(hits: Sequence[PersonHit], tau: float, margin: float) -> FrameM
 def _min_or_none(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return min(present) if present else None
+
+
+def fuse_burst(fused: FrameMatch | None, matches: Sequence[FrameMatch], frames_total: int) -> Decision:
+    """One request's decision from ``fused``, the match of the mean of its frames' encodings.
+
+    ``matches`` holds each frame's own match (one per frame with a face); they decide nothing
+    and only count ``votes``: the frames whose own outcome (and person, for a match) agree with
+    the fused one. No frame with a face: ``no_face``.
+    """
+    frames_with_face = len(matches)
+    if frames_total < frames_with_face:
+        raise ValueError(f"frames_total={frames_total} < {frames_with_face} frames with a face")
+    if fused is None or frames_with_face == 0:
+        return Decision("no_face", None, None, None, frames_total, 0, 0)
+    agree = sum(
+        1
+        for m in matches
+        if m.outcome == fused.outcome and (fused.outcome != "match" or m.person_id == fused.person_id)
+    )
+    person = fused.person_id if fused.outcome == "match" else None
+    return Decision(
+        fused.outcome, person, fused.distance, fused.second_distance, frames_total, frames_with_face, agree
+    )
 
 
 def fuse_frames(matches: Sequence[FrameMatch], frames_total: int) -> Decision:
