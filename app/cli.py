@@ -516,7 +516,7 @@ def db_upgrade() -> None:
 
 @keys_cli.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="admin, door or auditor.")],
+    role: Annotated[str, typer.Option(help="admin, door, auditor or verifier (1:1 verification only).")],
     name: Annotated[str, typer.Option(help="Who or what holds the key.")],
     door_id: Annotated[int | None, typer.Option(help="The door a door key may post frames for.")] = None,
 ) -> None:

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.api import admin, events, frames, gallery, health, people
+from app.api import admin, events, frames, gallery, health, people, verify
 from app.api.errors import error_body, install_error_handlers
 from app.services.container import Services
 from app.settings import Settings, get_settings
@@ -96,4 +96,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(frames.router)
     app.include_router(events.router)
     app.include_router(gallery.router)
+    app.include_router(verify.router)
     return app

@@ -122,6 +122,17 @@ class Settings(BaseSettings):
             "service applies the tau that meets it at the current number of enrolled people."
         ),
     )
+    target_fmr_1to1: float = Field(
+        default=1e-5,
+        ge=1e-9,
+        le=0.01,
+        description=(
+            "The false-match rate per 1:1 claim (POST /v1/verify, /v1/people/{id}/verify, claim-mode "
+            "doors): the share of impostors claiming one person's identity who match them (1e-5: 1 in "
+            "100,000). A claim compares with one person, so its tau does not depend on how many people "
+            "are enrolled."
+        ),
+    )
     gallery_exact_max: int = Field(
         default=100_000,
         ge=0,

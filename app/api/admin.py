@@ -21,6 +21,7 @@ def create_door(body: DoorIn, session: SessionDep, _: AdminKey) -> DoorOut:
             body.name,
             liveness_required=body.liveness_required,
             liveness_undetermined=body.liveness_undetermined,
+            mode=body.mode,
         )
         session.commit()
     except IntegrityError as exc:
@@ -44,7 +45,7 @@ def get_door(door_id: int, session: SessionDep, _: AdminKey) -> DoorOut:
 
 @router.patch("/doors/{door_id}", response_model=DoorOut)
 def update_door(door_id: int, body: DoorPatch, session: SessionDep, _: AdminKey) -> DoorOut:
-    """Rename a door or change its liveness policy; fields left out stay as they are."""
+    """Rename a door, change its liveness policy or its mode; fields left out stay as they are."""
     try:
         door = queries.update_door(
             session,
@@ -52,6 +53,7 @@ def update_door(door_id: int, body: DoorPatch, session: SessionDep, _: AdminKey)
             name=body.name,
             liveness_required=body.liveness_required,
             liveness_undetermined=body.liveness_undetermined,
+            mode=body.mode,
         )
         if door is None:
             raise ApiError(404, "door_not_found", f"door {door_id} does not exist")

@@ -62,3 +62,4 @@ def require_role(*roles: str) -> Callable[[ApiKey], ApiKey]:
 AdminKey = Annotated[ApiKey, Depends(require_role("admin"))]
 AuditorKey = Annotated[ApiKey, Depends(require_role("auditor"))]
 DoorKey = Annotated[ApiKey, Depends(require_role("door"))]
+VerifyKey = Annotated[ApiKey, Depends(require_role("admin", "verifier"))]

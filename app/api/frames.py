@@ -13,14 +13,17 @@ from app.api.deps import DoorKey, ServicesDep
 from app.api.errors import ApiError
 from app.api.schemas import DecisionOut, LivenessOut, PersonRef
 from app.api.uploads import read_upload, run_inference
-from app.services.container import Services
+from app.gallery.matching import Decision
+from app.services.container import Services, Serving
 from app.services.recognition import (
     Burst,
+    ClaimedPerson,
     DoorPolicy,
     FramesResult,
     TimestampError,
     burst_times,
     recognise,
+    verify_claim,
 )
 from app.store import queries
 
@@ -58,6 +61,8 @@ def _record(
             request_id=request_id,
             liveness=result.liveness_record(),
             tau=result.tau,
+            mode=result.mode,
+            claim=result.claim,
         )
         session.commit()
         return DecisionOut(
@@ -68,6 +73,8 @@ def _record(
             distance=d.distance,
             second_distance=d.second_distance,
             tau=result.tau,
+            mode="claim" if result.mode == "claim" else "identify",
+            claim=result.claim,
             frames=result.frames,
             frames_with_face=result.frames_with_face,
             liveness=_liveness_out(result),
@@ -84,6 +91,21 @@ def _liveness_out(result: FramesResult) -> LivenessOut | None:
     return None if record is None else LivenessOut(**record)
 
 
+def _claimed(services: Services, claim: str, serving: Serving) -> ClaimedPerson | str:
+    """The claimed person with their templates of the served version, or the reason to deny:
+    ``unknown_claim`` (no such badge or person) or ``claim_not_enrolled`` (no face enrolled)."""
+    with services.sessions() as session:
+        person = queries.person_for_claim(session, claim)
+        if person is None:
+            return "unknown_claim"
+        ids, vectors = queries.person_templates(
+            session, person.id, serving.pipeline.model_version, serving.pipeline.dim
+        )
+    if not ids:
+        return "claim_not_enrolled"
+    return ClaimedPerson(claim, person.id, ids, vectors)
+
+
 @router.post("/{door_id}/frames", response_model=DecisionOut)
 async def post_frames(
     *,
@@ -96,22 +118,34 @@ async def post_frames(
         list[float] | None,
         Form(description="Capture time of each frame in seconds (any origin), one per frame, increasing."),
     ] = None,
+    claim: Annotated[
+        str | None,
+        Form(
+            min_length=1,
+            max_length=200,
+            description="Who the person claims to be (a badge reader's output): a person's external_id, "
+            "or id:<n> for person n. Doors in mode 'claim' require it and 'both' use it when sent: the "
+            "face is then compared with that person only, at the 1:1 tau. Ignored (but recorded) by "
+            "doors in mode 'identify'.",
+        ),
+    ] = None,
 ) -> DecisionOut:
     """Decide whether to open the door; every decision, denied ones included, becomes an access event."""
     started = time.perf_counter()
     if key.door_id != door_id:
         raise ApiError(403, "wrong_door", f"this key belongs to door {key.door_id}, not door {door_id}")
 
-    def door_policy() -> DoorPolicy | None:
+    def door_policy() -> tuple[DoorPolicy, str] | None:
         with services.sessions() as session:
             door = queries.get_door(session, door_id)
             if door is None:
                 return None
-            return DoorPolicy(door.liveness_required, door.liveness_undetermined)
+            return DoorPolicy(door.liveness_required, door.liveness_undetermined), door.mode
 
-    policy = await run_in_threadpool(door_policy)
-    if policy is None:
+    found = await run_in_threadpool(door_policy)
+    if found is None:
         raise ApiError(404, "door_not_found", f"door {door_id} does not exist")
+    policy, door_mode = found
     if len(frames) > services.settings.max_frames:
         raise ApiError(
             422,
@@ -129,10 +163,33 @@ async def post_frames(
     # One model version for the whole request (a reencode may switch it meanwhile), and the τ in
     # force now, which the event records.
     serving = services.serving()
-    tau = serving.calibration.tau
-    result = await run_inference(
-        services, recognise, serving.pipeline, serving.index, services.settings, burst, tau
-    )
+    one_to_one = door_mode == "claim" or (door_mode == "both" and claim is not None)
+    if not one_to_one:
+        tau = serving.calibration.tau
+        result = await run_inference(
+            services, recognise, serving.pipeline, serving.index, services.settings, burst, tau
+        )
+        result.claim = claim
+    else:
+        tau_1to1 = serving.calibration.tau_1to1
+        claimed = None if claim is None else await run_in_threadpool(_claimed, services, claim, serving)
+        if isinstance(claimed, ClaimedPerson):
+            result = await run_inference(
+                services, verify_claim, serving.pipeline, claimed, services.settings, burst, tau_1to1
+            )
+        else:
+            # Refused before any inference: no claim, or one that names nobody enrolled.
+            reason = "claim_required" if claim is None else (claimed or "unknown_claim")
+            result = FramesResult(
+                decision=Decision("no_face", None, None, None, len(frames), 0, 0),
+                reason=reason,
+                frames=len(frames),
+                frames_with_face=0,
+                liveness_required=policy.liveness_required,
+                tau=tau_1to1,
+                mode="claim",
+                claim=claim,
+            )
     latency_ms = (time.perf_counter() - started) * 1000.0
     out = await run_in_threadpool(
         lambda: _record(

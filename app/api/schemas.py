@@ -12,6 +12,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+DOOR_MODE_DOC = (
+    "'identify' (1:K: whoever comes is searched among everyone enrolled), 'claim' (badge + face: the "
+    "door sends the claimed person with the burst, form field `claim`, and the face is compared with "
+    "that person only, at the 1:1 tau; a burst without a claim is denied, reason 'claim_required') or "
+    "'both' (1:1 when a claim comes with the burst, else 1:K)."
+)
+
+
 class DoorIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     liveness_required: bool = Field(
@@ -26,12 +34,14 @@ class DoorIn(Strict):
             "every such burst that no image cue rejected, moving prints included."
         ),
     )
+    mode: Literal["identify", "claim", "both"] = Field(default="identify", description=DOOR_MODE_DOC)
 
 
 class DoorPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     liveness_required: bool | None = None
     liveness_undetermined: Literal["deny", "grant"] | None = None
+    mode: Literal["identify", "claim", "both"] | None = Field(default=None, description=DOOR_MODE_DOC)
 
 
 class DoorOut(BaseModel):
@@ -40,10 +50,15 @@ class DoorOut(BaseModel):
     created_at: datetime
     liveness_required: bool
     liveness_undetermined: str
+    mode: str = Field(description=DOOR_MODE_DOC)
 
 
 class KeyIn(Strict):
-    role: Literal["admin", "door", "auditor"]
+    role: Literal["admin", "door", "auditor", "verifier"] = Field(
+        description="admin: everything; door: post frames for its door; auditor: read the access log; "
+        "verifier: 1:1 verification only (POST /v1/verify, POST /v1/people/{id}/verify), for kiosks "
+        "and helpdesks."
+    )
     name: str = Field(min_length=1, max_length=200)
     door_id: int | None = None
 
@@ -114,7 +129,14 @@ class DecisionOut(BaseModel):
     person: PersonRef | None
     distance: float | None
     second_distance: float | None
-    tau: float = Field(description="The 1:K threshold this decision used, in the profile's metric.")
+    tau: float = Field(
+        description="The threshold this decision used, in the profile's metric: the 1:K one, or the 1:1 "
+        "one in claim mode."
+    )
+    mode: Literal["identify", "claim"] = Field(
+        default="identify", description="The question answered: 1:K ('identify') or 1:1 ('claim')."
+    )
+    claim: str | None = Field(default=None, description="The claim the door sent, as sent.")
     frames: int
     frames_with_face: int
     liveness: LivenessOut | None
@@ -135,8 +157,12 @@ class EventOut(BaseModel):
     best_distance: float | None
     second_distance: float | None
     tau: float | None = Field(
-        description="The 1:K threshold the decision used (null: before it was recorded)."
+        description="The threshold the decision used, 1:K or 1:1 (see mode; null: before it was recorded)."
     )
+    mode: str | None = Field(
+        default=None, description="'identify' (1:K) or 'claim' (1:1); null for events before 0004."
+    )
+    claim: str | None = Field(default=None, description="The claim (badge or id:<n>) the door sent.")
     frames: int
     frames_with_face: int
     liveness: dict[str, Any] | None

@@ -554,3 +554,41 @@ def calibrate(
         look_alikes=sample.look_alikes,
         strangers=summary,
     )
+
+
+def applied_tau_1to1(
+    sample: ImpostorSample,
+    target_fmr: float,
+    prior: TailModel | None,
+    *,
+    reference: float | None = None,
+) -> AppliedTau:
+    """The 1:1 (verification) threshold: the largest τ whose false-match rate per claim stays
+    under ``target_fmr``, whatever the number of enrolled people.
+
+    A claim compares the face with one person only, so K does not enter: the target is the FMR of
+    one comparison with one person. That comparison takes the nearest of the person's templates,
+    which is exactly what the gallery's template-to-person impostor distances measure; the
+    manifest's prior is per template, so a person with t templates gives an impostor t chances
+    (per-template FMR ``1 - (1 - target)**(1/t)``). τ is the smaller of the two estimates, as in
+    :func:`applied_tau`; with neither, ``reference`` (source "reference"), else ValueError.
+    ``people`` in the result is the gallery's K, for the record only.
+    """
+    if not 0.0 < target_fmr < 1.0:
+        raise ValueError(f"need 0 < target_fmr < 1, got {target_fmr}")
+    candidates: list[tuple[float, str]] = []
+    if prior is not None:
+        per_person = max(1.0, sample.templates / sample.people) if sample.people else 1.0
+        fmr_template = -math.expm1(math.log1p(-target_fmr) / per_person)
+        candidates.append((prior.tau_for(fmr_template), "prior"))
+    model = fit_tail(sample.distances)
+    if model is not None:
+        bound = _largest_tau_below(sample.distances, math.floor(target_fmr * len(sample.distances)))
+        tau_gallery = model.tau_for(target_fmr)
+        candidates.append((tau_gallery if bound is None else min(tau_gallery, bound), "gallery"))
+    if not candidates:
+        if reference is not None:
+            return AppliedTau(reference, "reference", target_fmr, sample.people, target_fmr)
+        raise ValueError("no calibration: the manifest has no prior and the gallery too few comparisons")
+    tau, source = min(candidates)
+    return AppliedTau(max(tau, 1e-6), source, target_fmr, sample.people, target_fmr)

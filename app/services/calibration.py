@@ -34,6 +34,7 @@ from app.gallery.calibration import (
     ImpostorSample,
     TailModel,
     applied_tau,
+    applied_tau_1to1,
     calibrate,
     impostor_sample,
     stranger_sample,
@@ -51,6 +52,7 @@ class GalleryCalibration:
     model_version: str
     report: CalibrationReport
     applied: AppliedTau  # the 1:K tau in force for this gallery version
+    applied_1to1: AppliedTau  # the 1:1 (claim) tau in force for this gallery version
     names: dict[int, str]  # people named in report.look_alikes
     computed_at: datetime
     compute_ms: float  # the impostor distances' computation (0 when they came from the cache)
@@ -70,6 +72,7 @@ class CalibrationService:
         reference_tau: float | None = None,
         grid: tuple[float, ...] = DEFAULT_GRID,
         max_comparisons: int = DEFAULT_MAX_COMPARISONS,
+        target_fmr_1to1: float = 1e-5,
     ) -> None:
         self.sessions = sessions
         self.model_version = model_version
@@ -88,6 +91,8 @@ class CalibrationService:
         self._refreshing = False
         self._warned_version: int | None = None
         self._applied: AppliedTau | None = None
+        self.target_fmr_1to1 = target_fmr_1to1
+        self._applied_1to1: AppliedTau | None = None
 
     @property
     def tau(self) -> float:
@@ -104,6 +109,21 @@ class CalibrationService:
     def applied(self) -> AppliedTau | None:
         with self._state_lock:
             return self._applied
+
+    @property
+    def tau_1to1(self) -> float:
+        """The 1:1 (verification, claim) threshold in force: FACEGATE_TARGET_FMR_1TO1 per claim,
+        independent of the number of enrolled people; recomputed with the 1:K one."""
+        with self._state_lock:
+            applied = self._applied_1to1
+        if applied is None:
+            raise RuntimeError("calibration has not run yet: call compute() at start-up")
+        return applied.tau
+
+    @property
+    def applied_1to1(self) -> AppliedTau | None:
+        with self._state_lock:
+            return self._applied_1to1
 
     def compute(
         self, target_far: float | None = None, strangers: NDArray[np.float32] | None = None
@@ -131,12 +151,15 @@ class CalibrationService:
             applied = applied_tau(
                 sample, self.target_far, self.prior, pinned=self.pinned_tau, reference=self.reference_tau
             )
+            applied_1to1 = applied_tau_1to1(
+                sample, self.target_fmr_1to1, self.prior, reference=self.reference_tau
+            )
             report = calibrate(
                 sample, tau=applied.tau, target_far=target, strangers=reference, grid=self.grid
             )
             names = self._names(session, report)
         result = GalleryCalibration(
-            version, self.model_version, report, applied, names, utcnow(), computed_ms
+            version, self.model_version, report, applied, applied_1to1, names, utcnow(), computed_ms
         )
         if target_far is None and strangers is None:
             self._publish(result)
@@ -173,6 +196,7 @@ class CalibrationService:
             self._latest = result
             changed = self._applied is None or self._applied.tau != result.applied.tau
             self._applied = result.applied
+            self._applied_1to1 = result.applied_1to1
             warn = report.warning is not None and self._warned_version != result.gallery_version
             if warn:
                 self._warned_version = result.gallery_version
@@ -251,6 +275,8 @@ def report_lines(result: GalleryCalibration, *, curve_step: float = 0.05) -> lis
         f"gallery version {result.gallery_version}: {r.people} people, {r.templates} templates "
         f"({result.model_version})",
         f"tau in force: {a.tau:.4f} ({a.source}; stranger FAR target {a.target_far:g} at K={a.people})",
+        f"1:1 (claim) tau in force: {result.applied_1to1.tau:.4f} ({result.applied_1to1.source}; "
+        f"FMR target {result.applied_1to1.target_far:g} per claim, any K)",
         f"impostor comparisons (template to other person): {r.comparisons:,}"
         + ("" if r.complete else f" from a deterministic subset of {r.probes:,} templates"),
     ]

@@ -43,6 +43,7 @@ def calibration_service(
         prior=prior_model(pipeline.calibration_prior),
         reference_tau=pipeline.profile.reference_tau,
         grid=pipeline.profile.calibration_grid,
+        target_fmr_1to1=settings.target_fmr_1to1,
     )
 
 

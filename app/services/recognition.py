@@ -16,12 +16,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.gallery.index import FaceIndex
-from app.gallery.matching import Decision, FrameMatch, decide_frame, fuse_burst
+from app.gallery.matching import Decision, FrameMatch, PersonHit, decide_frame, fuse_burst
+from app.services.verification import distances_to
 from app.settings import Settings
 from app.vision.imageio import decode_image
 from app.vision.liveness_types import LivenessResult
 from app.vision.pipeline import Face, FacePipeline, StageTimer
-from app.vision.tracking import follow_subject
+from app.vision.tracking import Subject, follow_subject
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ class FramesResult:
     liveness_required: bool = True
     track_frames: int = 0
     hint: str | None = None
-    tau: float = 0.0  # the 1:K threshold this decision used (recorded with the event)
+    tau: float = 0.0  # the threshold this decision used, 1:K or 1:1 (recorded with the event)
+    mode: str = "identify"  # "identify" (1:K) or "claim" (1:1 against the claimed person)
+    claim: str | None = None  # the claim the door sent, as sent
     stage_ms: dict[str, float] = field(default_factory=dict)
 
     def liveness_record(self) -> dict[str, Any] | None:
@@ -55,6 +58,16 @@ class FramesResult:
             "cues": dict(self.liveness.cues),
             "track_frames": self.track_frames,
         }
+
+
+@dataclass(frozen=True)
+class ClaimedPerson:
+    """The person a door claim names, with their templates of the served model version."""
+
+    claim: str  # as the door sent it
+    person_id: int
+    template_ids: list[int]
+    vectors: NDArray[np.float32]  # [templates, dim]
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,75 @@ def apply_policy(reason: str, liveness: LivenessResult | None, policy: DoorPolic
     return reason, None
 
 
+def _track(pipeline: FacePipeline, settings: Settings, burst: Burst, timer: StageTimer) -> Subject[Face]:
+    """Decode every frame and follow the burst's subject across them."""
+    images: list[NDArray[np.uint8]] = []
+    for data in burst.frames:
+        with timer.stage("decode"):
+            images.append(decode_image(data, max_pixels=settings.max_image_pixels))
+    # Every frame's faces go through the encoders in one batch (one run per burst on a GPU).
+    decoded: list[tuple[NDArray[np.uint8], list[Face]]] = list(
+        zip(images, pipeline.faces_burst(images, timer), strict=True)
+    )
+    return follow_subject(decoded, burst.times, settings.recognize_min_face_px)
+
+
+def verify_claim(
+    pipeline: FacePipeline,
+    claimed: ClaimedPerson,
+    settings: Settings,
+    burst: Burst,
+    tau: float,
+) -> FramesResult:
+    """Badge + face: is the burst's subject the claimed person (1:1, their nearest template)? CPU-heavy.
+
+    The same tracking, mean encoding and liveness as :func:`recognise`; only the identity question
+    differs. ``tau`` is the 1:1 threshold (``CalibrationService.tau_1to1``). A face that is not the
+    claimed person's (someone else's, or nobody's) is denied with reason ``not_claimed_person``.
+    """
+    frames, policy = burst.frames, burst.policy
+    timer = StageTimer()
+    subject = _track(pipeline, settings, burst, timer)
+    matches: list[FrameMatch] = []
+    fused: FrameMatch | None = None
+    if subject.faces:
+        embeddings = np.stack([face.embedding for face in subject.faces])
+        with timer.stage("search"):
+            queries = np.vstack([embeddings, pipeline.fuse(embeddings)[None]])
+            rows = [distances_to(q, claimed.vectors, pipeline.profile.metric) for q in queries]
+        for d in rows:
+            best = int(np.argmin(d))
+            hit = [PersonHit(claimed.person_id, claimed.template_ids[best], float(d[best]))]
+            matches.append(decide_frame(hit, tau, 0.0))
+        fused = matches.pop()
+    decision = fuse_burst(fused, matches, len(frames))
+    reason: str = decision.reason
+    if reason == "no_face" and subject.too_small:
+        reason = "low_quality"
+    elif reason == "unknown_person":
+        reason = "not_claimed_person"
+    liveness = None
+    observed = subject.observed
+    if observed:
+        with timer.stage("liveness"):
+            liveness = pipeline.liveness.judge(observed)
+    reason, hint = apply_policy(reason, liveness, policy)
+    return FramesResult(
+        decision=decision,
+        reason=reason,
+        frames=len(frames),
+        frames_with_face=len(matches),
+        liveness=liveness,
+        liveness_required=policy.liveness_required,
+        track_frames=len(observed),
+        hint=hint,
+        stage_ms=timer.ms,
+        tau=tau,
+        mode="claim",
+        claim=claimed.claim,
+    )
+
+
 def recognise(
     pipeline: FacePipeline, index: FaceIndex, settings: Settings, burst: Burst, tau: float
 ) -> FramesResult:
@@ -114,15 +196,7 @@ def recognise(
     """
     frames, policy = burst.frames, burst.policy
     timer = StageTimer()
-    images: list[NDArray[np.uint8]] = []
-    for data in frames:
-        with timer.stage("decode"):
-            images.append(decode_image(data, max_pixels=settings.max_image_pixels))
-    # Every frame's faces go through the encoders in one batch (one run per burst on a GPU).
-    decoded: list[tuple[NDArray[np.uint8], list[Face]]] = list(
-        zip(images, pipeline.faces_burst(images, timer), strict=True)
-    )
-    subject = follow_subject(decoded, burst.times, settings.recognize_min_face_px)
+    subject = _track(pipeline, settings, burst, timer)
 
     # The burst's identity is decided once, on the mean of the subject's encodings (measured on
     # real sequences: 100% of live bursts granted as themselves against 95% for a per-frame

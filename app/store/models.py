@@ -23,13 +23,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-Role = Literal["admin", "door", "auditor"]
-ROLES: tuple[Role, ...] = ("admin", "door", "auditor")
+# verifier: 1:1 verification only (kiosks, helpdesks): no enrolment, no log, no doors.
+Role = Literal["admin", "door", "auditor", "verifier"]
+ROLES: tuple[Role, ...] = ("admin", "door", "auditor", "verifier")
 Decision = Literal["granted", "denied"]
 DECISIONS: tuple[Decision, ...] = ("granted", "denied")
 GalleryOp = Literal["add", "delete"]
 UndeterminedPolicy = Literal["deny", "grant"]
 UNDETERMINED_POLICIES: tuple[UndeterminedPolicy, ...] = ("deny", "grant")
+# identify: 1:K, whoever comes; claim: 1:1 against the claimed person (badge + face), a claim is
+# required; both: 1:1 when a claim comes with the burst, else 1:K.
+DoorMode = Literal["identify", "claim", "both"]
+DOOR_MODES: tuple[DoorMode, ...] = ("identify", "claim", "both")
 
 # Explicit names so that migrations are stable and identical on SQLite and PostgreSQL.
 NAMING_CONVENTION: dict[str, str] = {
@@ -88,6 +93,7 @@ class Door(Base):
     # AUTOINCREMENT: SQLite must never reuse an id (events and keys refer to doors by id).
     __table_args__ = (
         CheckConstraint("liveness_undetermined IN ('deny', 'grant')", name="liveness_undetermined"),
+        CheckConstraint("mode IN ('identify', 'claim', 'both')", name="mode"),
         {"sqlite_autoincrement": True},
     )
 
@@ -99,6 +105,7 @@ class Door(Base):
     # picture could make as well); "grant" opens for the latter.
     liveness_required: Mapped[bool] = mapped_column(default=True, server_default=true())
     liveness_undetermined: Mapped[str] = mapped_column(String(8), default="deny", server_default="deny")
+    mode: Mapped[str] = mapped_column(String(16), default="identify", server_default="identify")
 
 
 class ApiKey(Base):
@@ -107,7 +114,7 @@ class ApiKey(Base):
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("role IN ('admin', 'door', 'auditor')", name="role"),
+        CheckConstraint("role IN ('admin', 'door', 'auditor', 'verifier')", name="role"),
         # A door key is bound to exactly one door; other roles are bound to none.
         CheckConstraint(
             "(role = 'door' AND door_id IS NOT NULL) OR (role <> 'door' AND door_id IS NULL)",
@@ -203,6 +210,10 @@ class AccessEvent(Base):
     second_distance: Mapped[float | None]
     # The 1:K threshold in force for this decision (profile metric); NULL for events before 0003.
     tau: Mapped[float | None]
+    # The door's mode for this decision ("identify" or "claim"; NULL before 0004) and the claim
+    # the client sent (badge / external_id, or "id:<n>"), as sent.
+    mode: Mapped[str | None] = mapped_column(String(16))
+    claim: Mapped[str | None] = mapped_column(String(200))
     frames: Mapped[int]
     frames_with_face: Mapped[int]
     liveness: Mapped[dict[str, Any] | None]

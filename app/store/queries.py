@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.store.models import (
     DECISIONS,
+    DOOR_MODES,
     ROLES,
     UNDETERMINED_POLICIES,
     AccessEvent,
@@ -49,12 +50,21 @@ MAX_EVENTS_PAGE = 1000
 
 
 def create_door(
-    session: Session, name: str, *, liveness_required: bool = True, liveness_undetermined: str = "deny"
+    session: Session,
+    name: str,
+    *,
+    liveness_required: bool = True,
+    liveness_undetermined: str = "deny",
+    mode: str = "identify",
 ) -> Door:
     """Raises IntegrityError when the name is taken."""
     if liveness_undetermined not in UNDETERMINED_POLICIES:
         raise ValueError(f"liveness_undetermined must be one of {UNDETERMINED_POLICIES}")
-    door = Door(name=name, liveness_required=liveness_required, liveness_undetermined=liveness_undetermined)
+    if mode not in DOOR_MODES:
+        raise ValueError(f"mode must be one of {DOOR_MODES}")
+    door = Door(
+        name=name, liveness_required=liveness_required, liveness_undetermined=liveness_undetermined, mode=mode
+    )
     session.add(door)
     session.flush()
     return door
@@ -67,6 +77,7 @@ def update_door(
     name: str | None = None,
     liveness_required: bool | None = None,
     liveness_undetermined: str | None = None,
+    mode: str | None = None,
 ) -> Door | None:
     """Change the given fields; None leaves a field as it is. Raises IntegrityError on a taken name."""
     door = session.get(Door, door_id)
@@ -74,6 +85,10 @@ def update_door(
         return None
     if liveness_undetermined is not None and liveness_undetermined not in UNDETERMINED_POLICIES:
         raise ValueError(f"liveness_undetermined must be one of {UNDETERMINED_POLICIES}")
+    if mode is not None and mode not in DOOR_MODES:
+        raise ValueError(f"mode must be one of {DOOR_MODES}")
+    if mode is not None:
+        door.mode = mode
     if name is not None:
         door.name = name
     if liveness_required is not None:
@@ -178,6 +193,14 @@ def get_person(session: Session, person_id: int) -> Person | None:
 
 def get_person_by_external_id(session: Session, external_id: str) -> Person | None:
     return session.scalars(select(Person).where(Person.external_id == external_id)).one_or_none()
+
+
+def person_for_claim(session: Session, claim: str) -> Person | None:
+    """The person a door claim names: ``id:<n>`` for a person id, else an ``external_id`` (badge)."""
+    if claim.startswith("id:"):
+        number = claim[3:]
+        return get_person(session, int(number)) if number.isdigit() else None
+    return get_person_by_external_id(session, claim)
 
 
 def list_people(
@@ -313,6 +336,17 @@ def list_templates(session: Session, person_id: int, model_version: str | None =
     if model_version is not None:
         stmt = stmt.where(FaceTemplate.model_version == model_version)
     return list(session.scalars(stmt.order_by(FaceTemplate.id)))
+
+
+def person_templates(
+    session: Session, person_id: int, model_version: str, dim: int
+) -> tuple[list[int], NDArray[np.float32]]:
+    """A person's template ids and vectors [n, dim] of one model version (1:1 verification)."""
+    templates = list_templates(session, person_id, model_version)
+    vectors = np.empty((len(templates), dim), dtype=np.float32)
+    for row, t in enumerate(templates):
+        vectors[row] = embedding_from_bytes(t.embedding, dim)
+    return [t.id for t in templates], vectors
 
 
 def delete_template(session: Session, template_id: int) -> list[int]:
@@ -692,6 +726,8 @@ def record_event(
     liveness: dict[str, Any] | None = None,
     created_at: datetime | None = None,
     tau: float | None = None,
+    mode: str | None = None,
+    claim: str | None = None,
 ) -> AccessEvent:
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
@@ -703,6 +739,8 @@ def record_event(
         best_distance=best_distance,
         second_distance=second_distance,
         tau=tau,
+        mode=mode,
+        claim=claim,
         frames=frames,
         frames_with_face=frames_with_face,
         liveness=liveness,
