@@ -110,6 +110,10 @@ def rate_label(rate: float) -> str:
     return f"{rate * 100:g}%"
 
 
+# The 1:1 operating points (FACEGATE_TARGET_FMR_1TO1 is 1e-5), printed by `eval verify` only.
+VERIFY_STRICT_FAR_TARGETS = (1e-4, 1e-5)
+
+
 def _allowed(negatives: int, rate: float) -> int:
     """How many negatives a rate target lets through (floor(rate·n))."""
     return math.floor(rate * negatives + 1e-9)
@@ -141,11 +145,16 @@ def verification_lines(report: PairsReport) -> list[str]:
             f"+/- {report.cv_std * 100:.2f} over {len(report.folds)} {how}"
         )
     if 0 < same < report.pairs:
-        for far in FAR_TARGETS:
+        impostors = report.pairs - same
+        for far in (*FAR_TARGETS, *VERIFY_STRICT_FAR_TARGETS):
             p = report.tar_at_far(far)
+            allowed = _allowed(impostors, far)
+            # Below 1/impostors no impostor pair may pass: τ is then just under the closest one,
+            # and the figure says only that none of these pairs passed, not that FAR is that low.
+            coarse = "; coarse: too few impostor pairs to observe this FAR" if far * impostors < 1 else ""
             lines.append(
                 f"TAR at FAR={far:g}: {pct(p.true_accept)} (tau={_tau(p)}, FAR {pct(p.false_accept, 3)}, "
-                f"{_allowed(report.pairs - same, far)} of {report.pairs - same} impostor pairs allowed)"
+                f"{allowed} of {impostors} impostor pairs allowed{coarse})"
             )
         eer = report.eer
         lines.append(f"equal error rate: {pct(eer.false_accept)} at tau={eer.tau:.4f}")
