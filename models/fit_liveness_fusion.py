@@ -136,13 +136,14 @@ class Fit:
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -60, 60))), dtype=np.float64)
 
     def as_details(self) -> dict[str, Any]:
+        # Full precision: the threshold may sit one float above an attack's P(live).
         return {
             "features": list(self.features),
-            "mean": [round(float(v), 6) for v in self.mean],
-            "scale": [round(float(v), 6) for v in self.scale],
-            "coef": [round(float(v), 6) for v in self.coef],
-            "intercept": round(self.intercept, 6),
-            "threshold": round(self.threshold, 6),
+            "mean": [float(v) for v in self.mean],
+            "scale": [float(v) for v in self.scale],
+            "coef": [float(v) for v in self.coef],
+            "intercept": self.intercept,
+            "threshold": self.threshold,
         }
 
 

@@ -1,24 +1,29 @@
 """LivenessModel: one tracked face over a burst in, live / spoof / undetermined out.
 
-1. Reject-only image cues (``liveness_image``): a border around the face that moves with it
-   (or around a face too still to tell; scenery stays put while a face moves), moire,
-   pixel-identical frames, a face that never moved. Any of them makes the burst a spoof;
-   none of them can make it live. Glare is measured and recorded, not used (``DEFAULT_REJECTS``).
-2. The abstain rule: when the nose offset and the eye asymmetry did not change beyond landmark
-   noise (``motion_snr`` below the manifest's ``min_motion_snr``: the head did not turn),
-   geometry cannot tell a head from a picture: "undetermined", hint "turn_head".
-3. The classifier (ONNX, trained on simulated bursts by ``models/train_liveness.py``) turns the
-   geometry features (``liveness_cues.geometry_features``) into P(live): live at or above the
-   manifest's ``threshold``, spoof below its ``spoof_threshold`` (where at most 1% of simulated
-   live bursts fall), and "undetermined" with hint "turn_head" between the two: the five points
-   leave most turning bursts ambiguous, and an ambiguous burst is no evidence of an attack.
+``measure`` computes every cue of the burst:
+- image cues (``liveness_image``): a border around the face that moves with it, moire, glare,
+  pixel-identical frames, a face that never moved;
+- the 5-point geometry features and the simulated-trained MLP's P(live) on them
+  (``geometry_p_live``, recorded; ``models/train_liveness.py``);
+- MediaPipe's 468-point mesh on each frame's detection (``face_mesh``), summarised over the
+  burst by ``mesh_cues.burst_geometry`` (homography and rigid residuals, rotation, blink);
+- with the operator's PAD model imported, MiniFASNet's per-frame p_real fused over the burst.
+
+``judge`` then decides with one logistic regression (``FusionModel``) over a few of them, fitted
+on the real dev captures by ``models/fit_liveness_fusion.py`` and carried by the manifest's
+liveness entry (``fusion``: a ``with_pad`` and a ``without_pad`` variant, each with its weights
+and live threshold): "live" at or above the threshold, "spoof" below. The reject cues in the
+fusion's ``rejects`` (moire, identical frames, motionless) make a burst a spoof on their own;
+the border cue is one of the regression's features instead (it holds on ~40% of real live bursts).
+"undetermined" with hint "turn_head" is left for bursts that cannot be judged: a single frame, or
+too few frames where the mesh found the face when the variant reads the mesh. Without a fitted
+fusion every burst is "undetermined" (driver "uncalibrated"), and the load logs an error.
 
 With the operator's 68-point landmarks (FACEGATE_LIVENESS_LANDMARKS68) the eyes' blink over the
 burst is recorded in the cues (``blink_cues``); it does not take part in the verdict.
 
-``drivers`` names what decided: the reject cues that fired, ``motion_snr`` for an abstention,
-or the features that moved P(live) most towards the outcome (each replaced by its training
-mean in turn, all in one batch through the classifier).
+``drivers`` names what decided: the reject cues that fired, or the two features whose terms
+pushed the logit most towards the outcome.
 """
 
 from __future__ import annotations
@@ -58,15 +63,14 @@ MIN_MESH_FRAMES = 3  # frames with a mesh a burst needs to be weighed
 
 REJECT_CUES = ("border", "moire", "glare", "identical_frames", "motionless")
 # The cues whose rule may call a burst a spoof; every cue is measured and recorded either way.
-# Audited on the real captures (``facegate eval liveness --cues``, ``evaluation/liveness_real``),
-# with the sface and the dlib profiles:
-# - glare holds on 6-12 of 81 NUAA live bursts (faces overexposed by office lights, up to a third
-#   of the face saturated) and on no real or rendered attack that another cue did not catch: off.
-# - border holds on 41-44% of real live bursts (77-88% of NUAA's: desks, walls and the head's own
-#   outline around a face that barely moves) and on 71-85% of real attacks. No setting found keeps
-#   it under 1% of live with more than a fifth of its catches, so it stays. Without it no real or
-#   rendered attack is let in (the geometry leaves them undetermined), but nearly all the attacks
-#   it calls spoofs become undetermined, which a door with ``liveness_undetermined: grant`` admits.
+# Audited on the real captures (``facegate eval liveness --cues``, ``evaluation/liveness_real``):
+# - glare holds on 6 of 81 NUAA live bursts (faces overexposed by office lights) and on no real
+#   attack: off.
+# - border holds on 40.7% of real live bursts (76.5% of NUAA's: desks, walls and the head's own
+#   outline around a face that barely moves) and on 65% of real prints and all screen replays.
+#   As a veto it kept 148 of 364 live bursts out; it is now a feature of the fusion instead
+#   (``cue_border_frames``), weighed against the texture or the mesh geometry.
+# - moire, identical frames and motionless never hold on a real live burst: they stay vetoes.
 DEFAULT_REJECTS: tuple[str, ...] = ("moire", "identical_frames", "motionless")
 
 
@@ -354,7 +358,8 @@ class LivenessModel:
             cues.update({name: float(v) for name, v in zip(FEATURE_NAMES, features, strict=True)})
             cues["motion_snr"] = 10.0 ** cues["log_motion_snr"]
             cues["geometry_p_live"] = float(self.p_live_geometry(features)[0])
-        cues.update(self.mesh_cues(track))
+        if self.fusion is None or any(f in MESH_FEATURES for f in self.fusion.features):
+            cues.update(self.mesh_cues(track))  # ~3-5 ms a frame: only where the verdict reads it
         cues.update(self.pad_cues(track))
         cues.update(derived_features(cues))
         return cues
@@ -369,11 +374,13 @@ class LivenessModel:
         if self.fusion is None:
             return LivenessResult("undetermined", None, cues, ["uncalibrated"])
         rejects = fired_cues(cues, self.limits)
-        if any(f not in cues for f in self.fusion.features):
+        missing = [f for f in self.fusion.features if f not in cues]
+        if missing:
             # Too few frames where the mesh found a face: nothing to weigh (an image cue may still reject).
             if rejects:
                 return LivenessResult("spoof", None, cues, rejects)
-            return LivenessResult("undetermined", None, cues, ["mesh_frames"], hint="turn_head")
+            why = ["mesh_frames"] if any(f in MESH_FEATURES for f in missing) else missing
+            return LivenessResult("undetermined", None, cues, why, hint="turn_head")
         p = self.fusion.p_live(cues)
         cues["p_live"] = p
         if rejects:
