@@ -33,6 +33,10 @@ def _calibration_check(services: Services) -> dict[str, Any]:
         "tau_source": applied.source if applied is not None else "pinned",
     }
     check["target_far"] = services.settings.target_stranger_far
+    applied_1to1 = calibration.applied_1to1
+    if applied_1to1 is not None:  # the 1:1 (claim) threshold, independent of K
+        check["tau_1to1"] = applied_1to1.tau
+        check["target_fmr_1to1"] = applied_1to1.target_far
     if latest is None:
         check["status"] = "computing" if refreshing else "unavailable"
         return check
