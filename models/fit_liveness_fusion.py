@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 
 from app.evaluation.liveness_metrics import Presentation
 from app.evaluation.liveness_real import RealFigures, figures, split_by_subject
-from app.vision.liveness import DEFAULT_REJECTS, MIN_MESH_FRAMES, ImageCueLimits, fired_cues
+from app.vision.liveness import DEFAULT_REJECTS, MIN_MESH_FRAMES, PAD_STRIDE, ImageCueLimits, fired_cues
 from app.vision.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def extract(model_dir: Path, folder: Path, cache_dir: Path | None, use_pad: bool
         raise SystemExit(f"{model_dir}: no PAD model imported (facegate models import-pad)")
 
     def measure(track: Sequence[TrackedFace]) -> LivenessResult:
-        return LivenessResult("undetermined", None, model.measure(track))
+        return LivenessResult("undetermined", None, model.measure(track, every_cue=True))
 
     report = evaluate_real(
         pipeline.faces,
@@ -364,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "apcer_target": APCER_TARGET,
         "rejects": list(DEFAULT_REJECTS),
         "min_mesh_frames": MIN_MESH_FRAMES,
+        "pad_stride": PAD_STRIDE,
         **results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
