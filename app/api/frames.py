@@ -130,7 +130,13 @@ async def post_frames(
         ),
     ] = None,
 ) -> DecisionOut:
-    """Decide whether to open the door; every decision, denied ones included, becomes an access event."""
+    """Decide whether to open the door; every decision, denied ones included, becomes an access event.
+
+    Doors in mode 'claim' (and 'both', when a claim is sent) answer 1:1 against the claimed person at
+    the 1:1 tau; their extra denial reasons: `not_claimed_person` (the face is someone else's or
+    nobody's), `unknown_claim` (no person has that badge or id), `claim_required` (no claim sent),
+    `claim_not_enrolled` (the person has no face for the model version in service).
+    """
     started = time.perf_counter()
     if key.door_id != door_id:
         raise ApiError(403, "wrong_door", f"this key belongs to door {key.door_id}, not door {door_id}")
