@@ -461,6 +461,18 @@ def applied_tau(
     fmr_target = fmr_for_far(target_far, people)
     if pinned is not None:
         return AppliedTau(pinned, "pinned", target_far, sample.people, fmr_target)
+    tau, source = _tau_for_fmr(sample, fmr_target, prior, reference)
+    return AppliedTau(tau, source, target_far, sample.people, fmr_target)
+
+
+def _tau_for_fmr(
+    sample: ImpostorSample, fmr_target: float, prior: TailModel | None, reference: float | None
+) -> tuple[float, str]:
+    """The largest τ whose per-person false-match rate stays under ``fmr_target``, and its source.
+
+    The stricter of the prior (per template: a person with t templates gives t chances) and the
+    gallery's own template-to-person tail and empirical rate; ``reference`` when neither exists.
+    """
     candidates: list[tuple[float, str]] = []
     if prior is not None:
         per_person = max(1.0, sample.templates / sample.people) if sample.people else 1.0
@@ -468,16 +480,15 @@ def applied_tau(
         candidates.append((prior.tau_for(fmr_template), "prior"))
     model = fit_tail(sample.distances)
     if model is not None:
-        n = len(sample.distances)
-        bound = _largest_tau_below(sample.distances, math.floor(fmr_target * n))
+        bound = _largest_tau_below(sample.distances, math.floor(fmr_target * len(sample.distances)))
         tau_gallery = model.tau_for(fmr_target)
         candidates.append((tau_gallery if bound is None else min(tau_gallery, bound), "gallery"))
     if not candidates:
         if reference is not None:
-            return AppliedTau(reference, "reference", target_far, sample.people, fmr_target)
+            return reference, "reference"
         raise ValueError("no calibration: the manifest has no prior and the gallery too few comparisons")
     tau, source = min(candidates)
-    return AppliedTau(max(tau, 1e-6), source, target_far, sample.people, fmr_target)
+    return max(tau, 1e-6), source
 
 
 def calibrate(
@@ -576,19 +587,5 @@ def applied_tau_1to1(
     """
     if not 0.0 < target_fmr < 1.0:
         raise ValueError(f"need 0 < target_fmr < 1, got {target_fmr}")
-    candidates: list[tuple[float, str]] = []
-    if prior is not None:
-        per_person = max(1.0, sample.templates / sample.people) if sample.people else 1.0
-        fmr_template = -math.expm1(math.log1p(-target_fmr) / per_person)
-        candidates.append((prior.tau_for(fmr_template), "prior"))
-    model = fit_tail(sample.distances)
-    if model is not None:
-        bound = _largest_tau_below(sample.distances, math.floor(target_fmr * len(sample.distances)))
-        tau_gallery = model.tau_for(target_fmr)
-        candidates.append((tau_gallery if bound is None else min(tau_gallery, bound), "gallery"))
-    if not candidates:
-        if reference is not None:
-            return AppliedTau(reference, "reference", target_fmr, sample.people, target_fmr)
-        raise ValueError("no calibration: the manifest has no prior and the gallery too few comparisons")
-    tau, source = min(candidates)
-    return AppliedTau(max(tau, 1e-6), source, target_fmr, sample.people, target_fmr)
+    tau, source = _tau_for_fmr(sample, target_fmr, prior, reference)
+    return AppliedTau(tau, source, target_fmr, sample.people, target_fmr)

@@ -131,6 +131,40 @@ def _track(pipeline: FacePipeline, settings: Settings, burst: Burst, timer: Stag
     return follow_subject(decoded, burst.times, settings.recognize_min_face_px)
 
 
+def _judged(
+    pipeline: FacePipeline,
+    subject: Subject[Face],
+    decision: Decision,
+    reason: str,
+    *,
+    burst: Burst,
+    timer: StageTimer,
+    tau: float,
+    **record: str | None,
+) -> FramesResult:
+    """Judge the tracked subject's liveness, apply the door's policy to the identity reason and
+    assemble the result (``record``: what a claim door adds, mode and claim)."""
+    liveness = None
+    observed = subject.observed
+    if observed:
+        with timer.stage("liveness"):
+            liveness = pipeline.liveness.judge(observed)
+    reason, hint = apply_policy(reason, liveness, burst.policy)
+    return FramesResult(
+        decision=decision,
+        reason=reason,
+        frames=len(burst.frames),
+        frames_with_face=decision.frames_with_face,
+        liveness=liveness,
+        liveness_required=burst.policy.liveness_required,
+        track_frames=len(observed),
+        hint=hint,
+        stage_ms=timer.ms,
+        tau=tau,
+        **record,  # type: ignore[arg-type]
+    )
+
+
 def verify_claim(
     pipeline: FacePipeline,
     claimed: ClaimedPerson,
@@ -144,7 +178,7 @@ def verify_claim(
     differs. ``tau`` is the 1:1 threshold (``CalibrationService.tau_1to1``). A face that is not the
     claimed person's (someone else's, or nobody's) is denied with reason ``not_claimed_person``.
     """
-    frames, policy = burst.frames, burst.policy
+    frames = burst.frames
     timer = StageTimer()
     subject = _track(pipeline, settings, burst, timer)
     matches: list[FrameMatch] = []
@@ -165,22 +199,13 @@ def verify_claim(
         reason = "low_quality"
     elif reason == "unknown_person":
         reason = "not_claimed_person"
-    liveness = None
-    observed = subject.observed
-    if observed:
-        with timer.stage("liveness"):
-            liveness = pipeline.liveness.judge(observed)
-    reason, hint = apply_policy(reason, liveness, policy)
-    return FramesResult(
-        decision=decision,
-        reason=reason,
-        frames=len(frames),
-        frames_with_face=len(matches),
-        liveness=liveness,
-        liveness_required=policy.liveness_required,
-        track_frames=len(observed),
-        hint=hint,
-        stage_ms=timer.ms,
+    return _judged(
+        pipeline,
+        subject,
+        decision,
+        reason,
+        burst=burst,
+        timer=timer,
         tau=tau,
         mode="claim",
         claim=claimed.claim,
@@ -194,7 +219,7 @@ def recognise(
 
     ``tau`` is the 1:K threshold in force (``CalibrationService.tau``), in the profile's metric.
     """
-    frames, policy = burst.frames, burst.policy
+    frames = burst.frames
     timer = StageTimer()
     subject = _track(pipeline, settings, burst, timer)
 
@@ -212,21 +237,4 @@ def recognise(
         fused = decide_frame(hits[-1], tau, settings.match_margin)
     decision = fuse_burst(fused, matches, len(frames))
     reason: str = "low_quality" if decision.reason == "no_face" and subject.too_small else decision.reason
-    liveness = None
-    observed = subject.observed
-    if observed:
-        with timer.stage("liveness"):
-            liveness = pipeline.liveness.judge(observed)
-    reason, hint = apply_policy(reason, liveness, policy)
-    return FramesResult(
-        decision=decision,
-        reason=reason,
-        frames=len(frames),
-        frames_with_face=len(matches),
-        liveness=liveness,
-        liveness_required=policy.liveness_required,
-        track_frames=len(observed),
-        hint=hint,
-        stage_ms=timer.ms,
-        tau=tau,
-    )
+    return _judged(pipeline, subject, decision, reason, burst=burst, timer=timer, tau=tau)
