@@ -1,10 +1,10 @@
 """FacePipeline: a decoded BGR image in, every face out (box, score, landmarks, chip, embedding).
 
-One pipeline runs one profile (``app.vision.profiles``): its detector, alignment points, chip and
-encoder. Built once at start-up from the verified manifest: sessions created by the runtime
+One pipeline runs one profile (``app.vision.profiles``): its detector, alignment points, chips and
+encoders. Built once at start-up from the verified manifest: sessions created by the runtime
 wrapper and warmed up, so the first door frame is as fast as the thousandth. Embeddings come out
-ready for the profile's metric (unit length for cosine), so everything downstream compares them
-as stored.
+ready for the profile's metric (unit length for cosine; the fusion's scaled two-part vector), so
+everything downstream compares them as stored.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ class Face:
     score: float  # detector confidence
     landmarks: NDArray[np.float64]  # (5, 2) x, y in dlib's 5-point order (liveness geometry, dlib chip)
     chip: NDArray[np.uint8]  # aligned RGB chip
-    embedding: NDArray[np.float32]  # (128,), in the profile's metric space (unit length for cosine)
+    embedding: NDArray[np.float32]  # (dim,) in the profile's metric space: 128 (sface, dlib), 256 (fusion)
     landmarks68: NDArray[np.float64] | None = None  # (68, 2) when FACEGATE_LIVENESS_LANDMARKS68 is on
-    points: NDArray[np.float64] | None = None  # the profile's alignment points (YuNet's 5 for sface)
+    points: NDArray[np.float64] | None = None  # the profile's alignment points (YuNet's 5 for sface, fusion)
 
     @property
     def width(self) -> int:
