@@ -723,6 +723,43 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
+@cli.command()
+def door(
+    server: Annotated[
+        str, typer.Option("--server", help="The service's base URL, e.g. http://127.0.0.1:8000.")
+    ],
+    door_id: Annotated[int, typer.Option("--door-id", min=1, help="The door this client serves.")],
+    source: Annotated[str, typer.Option("--source", help="Camera index, stream URL or video file.")],
+    config: Annotated[Path | None, typer.Option("--config", help="TOML door configuration.")] = None,
+) -> None:
+    """The door client: sends a burst when a face is present and still, shows the answer, drives the
+    door outputs. The door key comes from FACEGATE_DOOR_KEY or the config's key_file."""
+    from app.door.client import DoorClient, SourceError
+    from app.door.config import ConfigError, door_key, load_config
+
+    _setup_logging("WARNING")
+    try:
+        cfg = load_config(config)
+        client = DoorClient(server, door_id, door_key(cfg), cfg, echo=typer.echo)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        stats = client.run(source)
+    except SourceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        client.close()
+    typer.echo(
+        f"door {door_id}: {stats.frames_read} frames read, {stats.bursts_sent} bursts "
+        f"({stats.frames_sent} frames) sent, {len(stats.answers)} answers"
+    )
+    if stats.source_ended:
+        typer.echo("error: the video source stopped", err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     cli()
 

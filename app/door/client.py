@@ -1,0 +1,192 @@
+"""The door loop: read the source, wait for a still face, send one burst, act on the answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+
+from app.door.config import DoorConfig
+from app.door.outputs import DoorOutput, make_outputs, public_payload
+from app.door.trigger import Image, StillFaceTrigger, TriggerSettings, make_finder
+
+log = logging.getLogger(__name__)
+
+HINTS = {"turn_head": "please turn your head slowly left and right, then look at the camera"}
+RETRYABLE = {502, 503, 504}
+
+
+class SourceError(RuntimeError):
+    """The camera, stream or file cannot be opened."""
+
+
+@dataclass
+class RunStats:
+    frames_read: int = 0
+    bursts_sent: int = 0
+    frames_sent: int = 0
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    source_ended: bool = False  # a live source stopped (a file always ends)
+
+
+def open_source(source: str) -> tuple[cv2.VideoCapture, bool]:
+    """A camera index, a stream URL or a video file; True when it is a file (time from its frame rate)."""
+    is_file = Path(source).is_file()
+    cap = cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise SourceError(f"cannot open video source {source!r}")
+    return cap, is_file
+
+
+class DoorClient:
+    def __init__(
+        self,
+        server: str,
+        door_id: int,
+        key: str,
+        config: DoorConfig,
+        *,
+        echo: Callable[[str], None] = log.info,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = f"{server.rstrip('/')}/v1/doors/{door_id}/frames"
+        self.door_id = door_id
+        self.config = config
+        self.echo = echo
+        self.sleep = sleep
+        self.http = httpx.Client(
+            headers={"Authorization": f"Bearer {key}"}, timeout=config.request_timeout_s, transport=transport
+        )
+        self.outputs: list[DoorOutput] = make_outputs(config.outputs, door_id)
+        self.trigger = StillFaceTrigger(
+            TriggerSettings(
+                config.min_face_px,
+                config.still_s,
+                config.still_diff,
+                config.still_shift,
+                config.analysis_width,
+            ),
+            make_finder(config.detector),
+        )
+        self._last_grant: dict[int, float] = {}
+        self._status = ""
+
+    def close(self) -> None:
+        self.http.close()
+        for output in self.outputs:
+            output.close()
+
+    def run(self, source: str) -> RunStats:
+        cap, is_file = open_source(source)
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        stats = RunStats()
+        burst: list[tuple[Image, float]] = []
+        collecting = False
+        next_allowed = float("-inf")
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    stats.source_ended = not is_file
+                    break
+                # A file's own clock, so a file gives the same bursts however fast this machine is.
+                t = stats.frames_read / fps if is_file else time.monotonic()
+                stats.frames_read += 1
+                if collecting:
+                    if t - burst[-1][1] >= 1.0 / self.config.burst_fps - 1e-6:
+                        burst.append((frame, t))
+                    if len(burst) == self.config.burst_frames:
+                        collecting = False
+                        next_allowed = self._answer(self._send(burst, stats), t)
+                        self.trigger.reset()
+                        burst = []
+                elif self.trigger.update(frame, t) and t >= next_allowed:
+                    collecting, burst = True, [(frame, t)]
+                if self.config.window:
+                    self._show(frame)
+        finally:
+            cap.release()
+        return stats
+
+    def _send(self, burst: list[tuple[Image, float]], stats: RunStats) -> dict[str, Any] | None:
+        t0 = burst[0][1]
+        files = []
+        for i, (frame, _) in enumerate(burst):
+            ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
+            if ok:
+                files.append(("frames", (f"frame{i}.jpg", jpg.tobytes(), "image/jpeg")))
+        data = {"timestamps": [f"{t - t0:.3f}" for _, t in burst]}
+        for attempt in range(self.config.max_attempts):
+            try:
+                stats.bursts_sent += 1
+                stats.frames_sent += len(files)
+                r = self.http.post(self.url, files=files, data=data)
+            except httpx.TransportError as exc:
+                why = f"network error: {exc}"
+            else:
+                if r.status_code == 200:
+                    answer: dict[str, Any] = r.json()
+                    stats.answers.append(answer)
+                    return answer
+                if r.status_code not in RETRYABLE:
+                    self.echo(
+                        f"door {self.door_id}: the service refused the burst: {r.status_code} {r.text[:300]}"
+                    )
+                    return None
+                why = f"service answered {r.status_code}"
+            delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
+            self.echo(f"door {self.door_id}: {why}; retrying in {delay:.1f} s")
+            self.sleep(delay)
+        self.echo(f"door {self.door_id}: burst dropped after {self.config.max_attempts} tries")
+        return None
+
+    def _answer(self, answer: dict[str, Any] | None, t: float) -> float:
+        """Report the answer and drive the outputs; the time before the next burst may start."""
+        if answer is None:
+            return t + self.config.retry_s
+        payload = public_payload(self.door_id, answer, datetime.now(UTC).isoformat(timespec="seconds"))
+        person = payload["person"]
+        if payload["decision"] == "granted" and person is not None:
+            last = self._last_grant.get(person["id"])
+            if last is not None and t - last < self.config.cooldown_s:
+                self.echo(
+                    f"door {self.door_id}: {person['name']} again within the cooldown; no second unlock"
+                )
+                return t + self.config.cooldown_s
+            self._last_grant[person["id"]] = t
+            self._status = f"granted: {person['name']}"
+            self.echo(f"door {self.door_id}: granted {person['name']} (event {payload['event_id']})")
+            wait = self.config.cooldown_s
+        else:
+            self._status = f"denied: {payload['reason']}"
+            self.echo(f"door {self.door_id}: denied, {payload['reason']} (event {payload['event_id']})")
+            wait = self.config.retry_s
+        if payload["hint"]:
+            self.echo(
+                f"door {self.door_id}: hint {payload['hint']}: {HINTS.get(payload['hint'], payload['hint'])}"
+            )
+            self._status += f" ({payload['hint']})"
+        for output in self.outputs:
+            output.deliver(payload)
+        return t + wait
+
+    def _show(self, frame: Image) -> None:
+        view = frame.copy()
+        if self.trigger.last_box is not None:
+            x, y, w, h = self.trigger.last_box
+            cv2.rectangle(view, (x, y), (x + w, y + h), (0, 255, 0), 2)
+        cv2.putText(view, self._status, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 255), 2)
+        try:
+            cv2.imshow(f"facegate door {self.door_id}", view)
+            cv2.waitKey(1)
+        except cv2.error as exc:  # headless OpenCV: no window support
+            log.warning("no preview window (%s); set window = false", exc)
+            self.config = self.config.model_copy(update={"window": False})
