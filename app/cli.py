@@ -34,6 +34,8 @@ keys_cli = typer.Typer(no_args_is_help=True, help="API keys.")
 cli.add_typer(keys_cli, name="keys")
 gallery_cli = typer.Typer(no_args_is_help=True, help="The enrolled gallery: template versions, re-encoding.")
 cli.add_typer(gallery_cli, name="gallery")
+audit_cli = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log (hash chain).")
+cli.add_typer(audit_cli, name="audit")
 
 log = logging.getLogger("facegate")
 
@@ -521,6 +523,7 @@ def keys_create(
     door_id: Annotated[int | None, typer.Option(help="The door a door key may post frames for.")] = None,
 ) -> None:
     """Create an API key; the secret is printed once, alone on the last line of stdout."""
+    from app.audit.log import record_admin_action
     from app.store import queries
     from app.store.db import SchemaError, make_session_factory
 
@@ -531,12 +534,43 @@ def keys_create(
             if door_id is not None and queries.get_door(session, door_id) is None:
                 raise ValueError(f"door {door_id} does not exist")
             key, secret = queries.create_api_key(session, role, name, door_id)
+            # Who: no key (the local CLI, run by whoever can reach the database).
+            target = {"key_id": key.id, "role": key.role, "door_id": key.door_id}
+            record_admin_action(session, None, "key.create", target)
             session.commit()
     except (SchemaError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"created {key.role} key {key.id} ({key.name}); store the secret now, it is not shown again:")
     typer.echo(secret)
+
+
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Walk the audit chain and recompute every link. Exit 0 on an intact log; exit 1 and name the
+    first altered, inserted or missing record (event or audit record id) otherwise."""
+    from app.audit.log import verify
+    from app.store.db import SchemaError, make_session_factory
+
+    _setup_logging("WARNING")
+    settings = get_settings()
+    try:
+        with _checked_engine(settings) as engine, make_session_factory(engine)() as session:
+            result = verify(session)
+    except SchemaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"{result.records} records checked ({result.events} access events, {result.admin_actions} admin "
+        f"actions); head seq {result.head_seq} hash {result.head_hash}"
+    )
+    if result.legacy_events:
+        unchained = result.legacy_events
+        typer.echo(f"{unchained} access events from before the chain (migration 0005) are not chained")
+    if result.problem is not None:
+        typer.echo(f"audit chain broken: {result.problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo("audit chain intact")
 
 
 @gallery_cli.command("reencode")

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import AdminKey, SessionDep
 from app.api.errors import ApiError
 from app.api.schemas import DoorIn, DoorOut, DoorPatch, KeyCreated, KeyIn, KeyOut
+from app.audit.log import record_admin_action
 from app.store import queries
+from app.store.models import Door
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 
 @router.post("/doors", status_code=201, response_model=DoorOut)
-def create_door(body: DoorIn, session: SessionDep, _: AdminKey) -> DoorOut:
+def create_door(body: DoorIn, session: SessionDep, me: AdminKey) -> DoorOut:
     try:
         door = queries.create_door(
             session,
@@ -23,11 +27,20 @@ def create_door(body: DoorIn, session: SessionDep, _: AdminKey) -> DoorOut:
             liveness_undetermined=body.liveness_undetermined,
             mode=body.mode,
         )
+        record_admin_action(session, me.id, "door.create", {"door_id": door.id, **_door_policy(door)})
         session.commit()
     except IntegrityError as exc:
         session.rollback()
         raise ApiError(409, "door_exists", f"a door named {body.name!r} already exists") from exc
     return DoorOut.model_validate(door, from_attributes=True)
+
+
+def _door_policy(door: Door) -> dict[str, Any]:
+    return {
+        "liveness_required": door.liveness_required,
+        "liveness_undetermined": door.liveness_undetermined,
+        "mode": door.mode,
+    }
 
 
 @router.get("/doors", response_model=list[DoorOut])
@@ -44,7 +57,7 @@ def get_door(door_id: int, session: SessionDep, _: AdminKey) -> DoorOut:
 
 
 @router.patch("/doors/{door_id}", response_model=DoorOut)
-def update_door(door_id: int, body: DoorPatch, session: SessionDep, _: AdminKey) -> DoorOut:
+def update_door(door_id: int, body: DoorPatch, session: SessionDep, me: AdminKey) -> DoorOut:
     """Rename a door, change its liveness policy or its mode; fields left out stay as they are."""
     try:
         door = queries.update_door(
@@ -57,6 +70,10 @@ def update_door(door_id: int, body: DoorPatch, session: SessionDep, _: AdminKey)
         )
         if door is None:
             raise ApiError(404, "door_not_found", f"door {door_id} does not exist")
+        changed = sorted(body.model_dump(exclude_unset=True))
+        record_admin_action(
+            session, me.id, "door.update", {"door_id": door_id, "changed": changed, **_door_policy(door)}
+        )
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -65,10 +82,13 @@ def update_door(door_id: int, body: DoorPatch, session: SessionDep, _: AdminKey)
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)
-def create_key(body: KeyIn, session: SessionDep, _: AdminKey) -> KeyCreated:
+def create_key(body: KeyIn, session: SessionDep, me: AdminKey) -> KeyCreated:
     if body.door_id is not None and queries.get_door(session, body.door_id) is None:
         raise ApiError(404, "door_not_found", f"door {body.door_id} does not exist")
     key, secret = queries.create_api_key(session, body.role, body.name, body.door_id)
+    record_admin_action(
+        session, me.id, "key.create", {"key_id": key.id, "role": key.role, "door_id": key.door_id}
+    )
     session.commit()
     out = KeyOut.model_validate(key, from_attributes=True)
     return KeyCreated(**out.model_dump(), key=secret)
@@ -86,5 +106,6 @@ def revoke_key(key_id: int, session: SessionDep, me: AdminKey) -> KeyOut:
     key = queries.revoke_api_key(session, key_id)
     if key is None:
         raise ApiError(404, "key_not_found", f"API key {key_id} does not exist")
+    record_admin_action(session, me.id, "key.revoke", {"key_id": key_id})
     session.commit()
     return KeyOut.model_validate(key, from_attributes=True)

@@ -17,6 +17,7 @@ from app.api.deps import AdminKey, ServicesDep, SessionDep
 from app.api.errors import ApiError
 from app.api.schemas import FaceOut, PersonIn, PersonOut
 from app.api.uploads import read_upload, run_inference
+from app.audit.log import record_admin_action
 from app.services.container import Services, Serving
 from app.services.enrolment import EnrolCandidate, EnrolmentRefusedError, analyse_photo, nearest_other_person
 from app.store import queries
@@ -44,9 +45,10 @@ def _out(person: Person, faces: int) -> PersonOut:
 
 
 @router.post("", status_code=201, response_model=PersonOut)
-def create_person(body: PersonIn, session: SessionDep, _: AdminKey) -> PersonOut:
+def create_person(body: PersonIn, session: SessionDep, me: AdminKey) -> PersonOut:
     try:
         person = queries.create_person(session, body.name, body.external_id)
+        record_admin_action(session, me.id, "person.create", {"person_id": person.id})
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -77,10 +79,11 @@ def get_person(person_id: int, session: SessionDep, services: ServicesDep, _: Ad
 
 
 @router.delete("/{person_id}", status_code=204)
-def delete_person(person_id: int, session: SessionDep, services: ServicesDep, _: AdminKey) -> None:
+def delete_person(person_id: int, session: SessionDep, services: ServicesDep, me: AdminKey) -> None:
     removed = queries.delete_person(session, person_id)
     if removed is None:
         raise ApiError(404, "person_not_found", f"person {person_id} does not exist")
+    record_admin_action(session, me.id, "person.delete", {"person_id": person_id, "face_ids": removed})
     session.commit()
     # SQL first (source of truth), then this replica's index at once; others follow the feed.
     services.gallery.removed_locally(removed)
@@ -96,13 +99,14 @@ def list_faces(person_id: int, session: SessionDep, services: ServicesDep, _: Ad
 
 @router.delete("/{person_id}/faces/{face_id}", status_code=204)
 def delete_face(
-    person_id: int, face_id: int, session: SessionDep, services: ServicesDep, _: AdminKey
+    person_id: int, face_id: int, session: SessionDep, services: ServicesDep, me: AdminKey
 ) -> None:
     template = queries.get_template(session, face_id)
     if template is None or template.person_id != person_id:
         raise ApiError(404, "face_not_found", f"person {person_id} has no face {face_id}")
     # The kept photo and its templates of other versions go too: a later reencode cannot revive it.
     removed = queries.delete_template(session, face_id)
+    record_admin_action(session, me.id, "face.delete", {"person_id": person_id, "face_ids": removed})
     session.commit()
     services.gallery.removed_locally(removed)
 
@@ -131,7 +135,13 @@ def _check_duplicate(
 
 
 def _store_template(
-    services: Services, model_version: str, person_id: int, candidate: EnrolCandidate, photo: bytes
+    services: Services,
+    model_version: str,
+    person_id: int,
+    candidate: EnrolCandidate,
+    photo: bytes,
+    *,
+    key_id: int,
 ) -> FaceOut:
     """Template and (FACEGATE_KEEP_ENROLMENT_PHOTOS) photo in one transaction; refused when the
     gallery switched to another model version since this request's pipeline was read."""
@@ -160,6 +170,8 @@ def _store_template(
                 f"{exc.offered}; nothing was stored: retry in a few seconds",
                 active_version=exc.active,
             ) from exc
+        # Ids only: no embedding, no photo.
+        record_admin_action(session, key_id, "face.enrol", {"person_id": person_id, "face_id": template.id})
         session.commit()
         out = FaceOut.model_validate(template, from_attributes=True)
     # SQL first (source of truth), then this replica's index at once; others follow the feed.
@@ -221,7 +233,9 @@ async def enrol_face(
     if not force:
         await run_in_threadpool(_check_duplicate, services, serving, candidate.face.embedding, person_id)
     version = serving.pipeline.model_version
-    out = await run_in_threadpool(_store_template, services, version, person_id, candidate, data)
+    out = await run_in_threadpool(
+        _store_template, services, version, person_id, candidate, data, key_id=request.state.key_id
+    )
     services.metrics.enrolments.labels("enrolled").inc()
     log.info(
         "face enrolled",

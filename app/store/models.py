@@ -254,3 +254,43 @@ class GalleryChange(Base):
     op: Mapped[str] = mapped_column(String(8))
     # No foreign key: a delete outlives its template.
     template_id: Mapped[int]
+
+
+class AuditRecord(Base):
+    """One link of the audit chain (app/audit): an access event (``event_id``; the hash covers all
+    of the event's columns) or an admin action (who: ``actor_key_id``; what: ``action`` and
+    ``target`` ids; no biometric data, no secrets). ``hash`` = SHA-256 over the record and
+    ``prev_hash``; ``seq`` numbers the chain 1, 2, 3, ... without gaps."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        CheckConstraint("kind IN ('event', 'admin')", name="kind"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(8))
+    # No foreign key: a deleted event must leave its link behind, to be reported as missing.
+    event_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    actor_key_id: Mapped[int | None]
+    action: Mapped[str | None] = mapped_column(String(32))
+    target: Mapped[dict[str, Any] | None]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditState(Base):
+    """One row: the chain's head (last seq and hash). Every append updates it first, so its row
+    lock serialises writers from all replicas into one chain. ``legacy_*``: the access events
+    that existed before migration 0005, left unchained and reported as such by verify."""
+
+    __tablename__ = "audit_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    legacy_events: Mapped[int] = mapped_column(BigInteger)
+    legacy_max_event_id: Mapped[int] = mapped_column(BigInteger)

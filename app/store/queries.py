@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.audit.chain import event_body, link_hash
 from app.store.models import (
     DECISIONS,
     DOOR_MODES,
@@ -28,6 +29,8 @@ from app.store.models import (
     UNDETERMINED_POLICIES,
     AccessEvent,
     ApiKey,
+    AuditRecord,
+    AuditState,
     Door,
     EnrolmentPhoto,
     FaceTemplate,
@@ -751,6 +754,8 @@ def record_event(
     )
     session.add(event)
     session.flush()
+    # The event's link, in this transaction: no event is ever committed without it.
+    append_audit(session, "event", event.created_at, event_body(event), event_id=event.id)
     return event
 
 
@@ -828,3 +833,50 @@ def list_events(
         return events, None
     events = events[:limit]
     return events, encode_cursor(events[-1].created_at, events[-1].id)
+
+
+# --- audit chain (app/audit) -------------------------------------------------------------------
+
+
+def append_audit(
+    session: Session,
+    kind: str,
+    created_at: datetime,
+    body: dict[str, Any],
+    *,
+    event_id: int | None = None,
+    actor_key_id: int | None = None,
+    action: str | None = None,
+    target: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """Links one record to the chain's head. The UPDATE takes the audit_state row lock
+    (PostgreSQL: the row; SQLite: the write lock) until the caller commits, so writers on every
+    replica append one after another to a single chain."""
+    seq, prev_hash = session.execute(
+        update(AuditState)
+        .where(AuditState.id == 1)
+        .values(seq=AuditState.seq + 1)
+        .returning(AuditState.seq, AuditState.head_hash)
+        .execution_options(synchronize_session=False)
+    ).one()
+    digest = link_hash(prev_hash, int(seq), kind, created_at, body)
+    record = AuditRecord(
+        seq=int(seq),
+        created_at=created_at,
+        kind=kind,
+        event_id=event_id,
+        actor_key_id=actor_key_id,
+        action=action,
+        target=target,
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+    session.add(record)
+    session.execute(
+        update(AuditState)
+        .where(AuditState.id == 1)
+        .values(head_hash=digest)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return record

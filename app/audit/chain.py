@@ -1,0 +1,74 @@
+"""The chain's hash: SHA-256 over a canonical serialisation of a record and the previous hash.
+
+Pure standard library (no SQL), so that the store can link a record in the same transaction as
+the event it writes, and ``app.audit.log`` can recompute every link when it verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+# The previous hash of the first record.
+GENESIS = "0" * 64
+
+# Every column of access_events, in the hash: changing any of them breaks the event's link.
+EVENT_FIELDS: tuple[str, ...] = (
+    "id",
+    "created_at",
+    "door_id",
+    "decision",
+    "reason",
+    "person_id",
+    "best_distance",
+    "second_distance",
+    "tau",
+    "mode",
+    "claim",
+    "frames",
+    "frames_with_face",
+    "liveness",
+    "latency_ms",
+    "model_version",
+    "request_id",
+)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} in an audit record")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return value
+
+
+def canonical(body: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, datetimes as UTC ISO 8601 with microseconds; floats as Python's
+    shortest round-trip repr (both backends give back the same double); NaN as NaN."""
+    plain = {key: _plain(value) for key, value in body.items()}
+    return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def event_body(event: Any) -> dict[str, Any]:
+    """What an access event's link covers: all of its columns."""
+    return {name: getattr(event, name) for name in EVENT_FIELDS}
+
+
+def admin_body(actor_key_id: int | None, action: str, target: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"actor_key_id": actor_key_id, "action": action, "target": dict(target or {})}
+
+
+def link_hash(prev_hash: str, seq: int, kind: str, created_at: datetime, body: Mapping[str, Any]) -> str:
+    """The hash of one record: it covers its position (seq), its kind and time, its content, and
+    the previous record's hash, so that altering, removing or inserting a record breaks a link."""
+    header = canonical({"seq": seq, "kind": kind, "created_at": created_at, "prev": prev_hash})
+    digest = hashlib.sha256()
+    digest.update(prev_hash.encode("ascii"))
+    digest.update(b"\n")
+    digest.update(header)
+    digest.update(b"\n")
+    digest.update(canonical(body))
+    return digest.hexdigest()
