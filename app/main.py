@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from app import __version__
 from app.api import admin, events, frames, gallery, health, people, verify
 from app.api.errors import error_body, install_error_handlers
+from app.api.openapi import install_openapi
 from app.services.container import Services
 from app.settings import Settings, get_settings
 from app.store import queries
@@ -97,4 +98,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(gallery.router)
     app.include_router(verify.router)
+    install_openapi(app)
     return app

@@ -8,12 +8,15 @@ generic message with the id, never the exception text.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, compile_path
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,29 @@ def error_body(code: str, message: str, request: Request | None = None, **detail
     return {"error": err}
 
 
+def iter_routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str, set[str]]]:
+    """(route as declared, full path template, methods) for every route, through included routers:
+    FastAPI >= 0.165 keeps included routers as one route each in ``app.routes``."""
+    iter_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_contexts is None:
+        for route in app.routes:
+            yield route, getattr(route, "path_format", ""), set(getattr(route, "methods", None) or ())
+        return
+    for ctx in iter_contexts(app.routes):
+        yield ctx.original_route, ctx.path_format or "", set(ctx.methods or ())
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path. Starlette's own 405 names only the first
+    route whose path matches, and GET /x and POST /x are separate routes."""
+    path = request.scope.get("path", request.url.path)
+    methods: set[str] = set()
+    for _, path_format, route_methods in iter_routes(request.app):
+        if path_format and compile_path(path_format)[0].match(path):
+            methods |= route_methods
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -73,7 +99,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(error_body(code, message, request), status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(error_body(code, message, request), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # An id past 64 bits reaches the database driver, which cannot bind it.
+        return JSONResponse(
+            error_body(
+                "invalid_request", "a number in the request is out of range (64-bit integers)", request
+            ),
+            status_code=422,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

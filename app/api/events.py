@@ -7,11 +7,11 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
 from app.api.deps import AuditorKey, ServicesDep, SessionDep
@@ -70,8 +70,26 @@ class EventQuery(BaseModel):
     cursor: str | None = None
     format: Literal["json", "csv"] = "json"
 
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso_only(cls, value: object) -> object:
+        # Pydantic would read a bare number as Unix seconds; the schema promises ISO 8601 only.
+        if isinstance(value, str) and not any(c in value for c in "-:T"):
+            raise ValueError("use ISO 8601 with a timezone, e.g. 2026-11-24T08:00:00Z")
+        return value
 
-@router.get("", response_model=EventPage)
+
+_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A page of events, or with `format=csv` every matching event as CSV.",
+        "content": {
+            "text/csv": {"schema": {"type": "string", "description": f"Columns: {', '.join(CSV_COLUMNS)}."}}
+        },
+    }
+}
+
+
+@router.get("", response_model=EventPage, responses=_CSV_RESPONSE)
 def list_events(
     session: SessionDep, services: ServicesDep, _: AuditorKey, q: Annotated[EventQuery, Query()]
 ) -> EventPage | StreamingResponse:

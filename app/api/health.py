@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +16,16 @@ from app.services.container import Services
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="`ready`, `not_ready` or `starting`.")
+    checks: dict[str, dict[str, Any]]
+
+
+@router.get("/healthz", response_model=HealthOut)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -73,7 +83,11 @@ def _checks(services: Services) -> dict[str, Any]:
     return checks
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "Not ready (or still starting): `checks` says why."}},
+)
 async def readyz(request: Request) -> JSONResponse:
     services: Services | None = request.app.state.services
     if services is None:
@@ -85,7 +99,17 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+        },
+        503: {"description": "The service is still starting (empty body)."},
+    },
+)
 async def metrics(request: Request) -> Response:
     services: Services | None = request.app.state.services
     if services is None:

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # strict: a JSON 0 is not false and "1" is not 1, as the schema says.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 DOOR_MODE_DOC = (
@@ -54,6 +55,24 @@ class DoorOut(BaseModel):
 
 
 class KeyIn(Strict):
+    # The door rule below, in the schema too, so that clients and generated tests know it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {"role": {"const": "door"}, "door_id": {"type": "integer"}},
+                    "required": ["door_id"],
+                },
+                {
+                    "properties": {
+                        "role": {"enum": ["admin", "auditor", "verifier"]},
+                        "door_id": {"type": "null"},
+                    }
+                },
+            ]
+        }
+    )
+
     role: Literal["admin", "door", "auditor", "verifier"] = Field(
         description="admin: everything; door: post frames for its door; auditor: read the access log; "
         "verifier: 1:1 verification only (POST /v1/verify, POST /v1/people/{id}/verify), for kiosks "
