@@ -91,14 +91,8 @@ def _record_body(record: AuditRecord, event: AccessEvent | None) -> dict[str, An
     return admin_body(record.actor_key_id, record.action or "", record.target)
 
 
-def _check_link(
-    record: AuditRecord, event: AccessEvent | None, prev: str, expected: int, head_seq: int
-) -> Problem | None:
+def _check_link(record: AuditRecord, event: AccessEvent | None, prev: str, expected: int) -> Problem | None:
     """The first thing wrong with one link, given the previous link's hash and the expected seq."""
-    if record.seq > head_seq:
-        return Problem(
-            "inserted", "audit_records", record.id, f"seq {record.seq} is past the head {head_seq}"
-        )
     if record.seq != expected:
         gap = f"seq {expected} to {record.seq - 1} missing before this record"
         return Problem("missing", "audit_records", record.id, gap)
@@ -117,6 +111,20 @@ def _check_link(
         )
         return Problem("inserted", "audit_records", record.id, unlinked)
     return None
+
+
+def _check_beyond_head(session: Session, head_seq: int) -> Problem | None:
+    """A record past the head is an insertion, unless a writer appended it (and moved the head, in
+    the same transaction) while we walked: the head is read again after the record."""
+    last = session.scalars(
+        select(AuditRecord).where(AuditRecord.seq > head_seq).order_by(AuditRecord.seq.desc()).limit(1)
+    ).first()
+    if last is None:
+        return None
+    head_now = session.scalar(select(AuditState.seq).where(AuditState.id == 1)) or 0
+    if last.seq <= head_now:
+        return None
+    return Problem("inserted", "audit_records", last.id, f"seq {last.seq} is past the head {head_now}")
 
 
 def _check_events(session: Session, legacy: int, legacy_max: int) -> Problem | None:
@@ -153,6 +161,9 @@ def verify(session: Session) -> VerifyResult:
     - a deleted link: a gap in seq, or a prev_hash that is not the previous record's hash;
     - an inserted event: an access event after the legacy prefix without a link; an inserted
       link: a record past the head, or one whose prev_hash is not the previous record's hash.
+
+    Safe while the service writes: the walk stops at the head read first; records appended
+    meanwhile are beyond it, and their events have links.
     """
     state = session.get(AuditState, 1)
     if state is None:
@@ -165,7 +176,7 @@ def verify(session: Session) -> VerifyResult:
         rows = session.execute(
             select(AuditRecord, AccessEvent)
             .outerjoin(AccessEvent, AccessEvent.id == AuditRecord.event_id)
-            .where(AuditRecord.seq > walked)
+            .where(AuditRecord.seq > walked, AuditRecord.seq <= head_seq)
             .order_by(AuditRecord.seq)
             .limit(_BATCH)
         ).all()
@@ -176,7 +187,7 @@ def verify(session: Session) -> VerifyResult:
                 deleted = f"deleted (its link is seq {record.seq})"
                 problem = Problem("missing", "access_events", record.event_id or 0, deleted)
                 break
-            problem = _check_link(record, event, prev, walked + 1, head_seq)
+            problem = _check_link(record, event, prev, walked + 1)
             if problem is not None:
                 break
             prev, walked = record.hash, walked + 1
@@ -184,6 +195,8 @@ def verify(session: Session) -> VerifyResult:
     if problem is None and (walked != head_seq or prev != head_hash):
         ends = f"the chain ends at seq {walked} but the head is seq {head_seq}"
         problem = Problem("missing", "audit_records", head_seq, ends)
+    if problem is None:
+        problem = _check_beyond_head(session, head_seq)
     if problem is None:
         problem = _check_events(session, legacy, legacy_max)
     return VerifyResult(walked, events, walked - events, legacy, head_seq, head_hash, problem)
