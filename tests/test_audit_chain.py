@@ -23,12 +23,12 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from app.audit.chain import event_body, link_hash
 from app.audit.log import record_admin_action, verify
 from app.cli import cli
 from app.settings import get_settings
 from app.store import db as store_db
 from app.store import queries as q
+from app.store.audit_chain import event_body, link_hash
 from app.store.models import AccessEvent, AuditRecord, AuditState, utcnow
 from tests import test_store
 from tests.http_server import ServiceProcess, bearer

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit.chain import GENESIS, admin_body, event_body, link_hash
 from app.store import queries
+from app.store.audit_chain import GENESIS, admin_body, event_body, link_hash
 from app.store.models import AccessEvent, AuditRecord, AuditState, utcnow
 
 # The admin actions recorded; targets carry ids and settings, never faces, photos or secrets.

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.audit.chain import event_body, link_hash
+from app.store.audit_chain import event_body, link_hash
 from app.store.models import (
     DECISIONS,
     DOOR_MODES,

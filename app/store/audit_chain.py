@@ -1,7 +1,8 @@
-"""The chain's hash: SHA-256 over a canonical serialisation of a record and the previous hash.
+"""The audit chain's hash: SHA-256 over a canonical serialisation of a record and the previous hash.
 
-Pure standard library (no SQL), so that the store can link a record in the same transaction as
-the event it writes, and ``app.audit.log`` can recompute every link when it verifies.
+It lives in the store room (pure standard library, no SQL) because the store links every access
+event in the same transaction as it writes it; ``app.audit.log``, the room above, recomputes
+every link when it verifies and records admin actions.
 """
 
 from __future__ import annotations
