@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -80,6 +80,12 @@ class KeyIn(Strict):
     )
     name: str = Field(min_length=1, max_length=200)
     door_id: int | None = None
+
+    @field_validator("door_id", mode="before")
+    @classmethod
+    def _integral(cls, value: object) -> object:
+        # JSON Schema's integer includes 7.0; strict mode alone would refuse it.
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
     @model_validator(mode="after")
     def _door_rule(self) -> KeyIn:
