@@ -665,8 +665,7 @@ def calibrate(
     from app.evaluation.pairs import encode_images
     from app.gallery.calibration import prior_model
     from app.services.calibration import CalibrationService, read_stranger_files, report_lines
-    from app.services.reencode import GalleryVersionError, choose_serving
-    from app.store import queries
+    from app.services.reencode import GalleryVersionError, serving_choice
     from app.store.db import SchemaError, make_session_factory
     from app.vision.manifest import load_manifest
     from app.vision.pipeline import FacePipeline, calibration_prior, profile_encoding_version
@@ -681,9 +680,7 @@ def calibrate(
             manifest = load_manifest(settings.models_path)
             if profile is None:  # the version the gallery serves (a reencode may have switched it)
                 with make_session_factory(engine)() as session:
-                    active = queries.gallery_state(session)[1]
-                    versions = queries.template_versions(session)
-                choice = choose_serving(manifest, settings, active, versions)
+                    choice = serving_choice(session, manifest, settings)
                 spec, version = profile_spec(choice.profile), choice.version
             else:
                 spec = profile_spec(profile)
@@ -735,8 +732,7 @@ def serve(
 
     from app.logging_setup import setup_logging
     from app.main import create_app
-    from app.services.reencode import GalleryVersionError, choose_serving
-    from app.store import queries
+    from app.services.reencode import GalleryVersionError, serving_choice
     from app.store.db import SchemaError, make_session_factory
     from app.vision.manifest import load_manifest
 
@@ -747,10 +743,7 @@ def serve(
         # Refuse, before binding the port, a schema that is behind or a gallery of templates no
         # profile of this build makes.
         with _checked_engine(settings) as engine, make_session_factory(engine)() as session:
-            active = queries.gallery_state(session)[1]
-            choose_serving(
-                load_manifest(settings.models_path), settings, active, queries.template_versions(session)
-            )
+            serving_choice(session, load_manifest(settings.models_path), settings)
     except (ModelArtifactError, SchemaError, GalleryVersionError) as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc

@@ -94,6 +94,14 @@ def choose_serving(
     )
 
 
+def serving_choice(session: Session, manifest: Manifest, settings: Settings) -> ServingChoice:
+    """What the gallery serves now, read from SQL (``choose_serving`` on its active version and,
+    when none is pinned yet, its template counts). Raises GalleryVersionError like it."""
+    _, active = queries.gallery_state(session)
+    versions = queries.template_versions(session) if active is None else {}
+    return choose_serving(manifest, settings, active, versions)
+
+
 def pin_serving_version(
     sessions: sessionmaker[Session], manifest: Manifest, settings: Settings
 ) -> ServingChoice:
