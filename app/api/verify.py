@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
@@ -15,7 +16,7 @@ from app.api.errors import ApiError
 from app.api.people import ErrorOut
 from app.api.schemas import PersonRef
 from app.api.uploads import read_upload, run_inference
-from app.services.container import Serving
+from app.services.container import Services, Serving
 from app.services.verification import (
     FoundFace,
     ImageFaces,
@@ -28,6 +29,7 @@ from app.store import queries
 
 router = APIRouter(prefix="/v1", tags=["verification"])
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class FaceBoxOut(BaseModel):
@@ -97,6 +99,14 @@ _PERSON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def _infer(services: Services, fn: Callable[[], T]) -> T:
+    """Run one verification in the inference pool; its refusals become API errors."""
+    try:
+        return await run_inference(services, fn)
+    except VerificationError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, **exc.details) from exc
+
+
 def _face(f: FoundFace) -> FaceBoxOut:
     return FaceBoxOut(index=f.index, box=f.box, score=round(f.score, 4))
 
@@ -156,10 +166,7 @@ async def verify(
         source_face=source_face,
         target_face=target_face,
     )
-    try:
-        result = await run_inference(services, fn)
-    except VerificationError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, **exc.details) from exc
+    result = await _infer(services, fn)
     log.info(
         "verify",
         extra={
@@ -209,10 +216,7 @@ async def verify_person(
     fn = partial(
         verify_against, serving.pipeline, data, ids, vectors, settings=services.settings, tau=tau, face=face
     )
-    try:
-        result = await run_inference(services, fn)
-    except VerificationError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, **exc.details) from exc
+    result = await _infer(services, fn)
     log.info(
         "verify person",
         extra={

@@ -131,6 +131,12 @@ def _track(pipeline: FacePipeline, settings: Settings, burst: Burst, timer: Stag
     return follow_subject(decoded, burst.times, settings.recognize_min_face_px)
 
 
+def _burst_queries(pipeline: FacePipeline, subject: Subject[Face]) -> NDArray[np.float32]:
+    """The subject's encoding in each frame, then their mean (the row that decides, last)."""
+    embeddings = np.stack([face.embedding for face in subject.faces])
+    return np.vstack([embeddings, pipeline.fuse(embeddings)[None]])
+
+
 def _judged(
     pipeline: FacePipeline,
     subject: Subject[Face],
@@ -184,9 +190,8 @@ def verify_claim(
     matches: list[FrameMatch] = []
     fused: FrameMatch | None = None
     if subject.faces:
-        embeddings = np.stack([face.embedding for face in subject.faces])
+        queries = _burst_queries(pipeline, subject)
         with timer.stage("search"):
-            queries = np.vstack([embeddings, pipeline.fuse(embeddings)[None]])
             rows = [distances_to(q, claimed.vectors, pipeline.profile.metric) for q in queries]
         for d in rows:
             best = int(np.argmin(d))
@@ -230,9 +235,9 @@ def recognise(
     matches: list[FrameMatch] = []
     fused: FrameMatch | None = None
     if subject.faces:
-        embeddings = np.stack([face.embedding for face in subject.faces])
+        queries = _burst_queries(pipeline, subject)
         with timer.stage("search"):
-            hits = index.search_people(np.vstack([embeddings, pipeline.fuse(embeddings)[None]]), k_people=2)
+            hits = index.search_people(queries, k_people=2)
         matches = [decide_frame(h, tau, settings.match_margin) for h in hits[:-1]]
         fused = decide_frame(hits[-1], tau, settings.match_margin)
     decision = fuse_burst(fused, matches, len(frames))
