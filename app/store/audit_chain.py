@@ -36,6 +36,10 @@ EVENT_FIELDS: tuple[str, ...] = (
     "model_version",
     "request_id",
 )
+# Columns added to access_events after migration 0005. A link covers such a column only when it
+# is not NULL, so the links written before the column existed still verify unchanged; a later
+# edit that sets or changes it breaks the link like any other edit.
+EVENT_OPTIONAL_FIELDS: tuple[str, ...] = ()
 
 
 def _plain(value: Any) -> Any:
@@ -54,8 +58,13 @@ def canonical(body: Mapping[str, Any]) -> bytes:
 
 
 def event_body(event: Any) -> dict[str, Any]:
-    """What an access event's link covers: all of its columns."""
-    return {name: getattr(event, name) for name in EVENT_FIELDS}
+    """What an access event's link covers: all of its columns (the later ones when set)."""
+    body = {name: getattr(event, name) for name in EVENT_FIELDS}
+    for name in EVENT_OPTIONAL_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            body[name] = value
+    return body
 
 
 def admin_body(actor_key_id: int | None, action: str, target: Mapping[str, Any] | None) -> dict[str, Any]:
