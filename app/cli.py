@@ -758,17 +758,27 @@ def door(
     door_id: Annotated[int, typer.Option("--door-id", min=1, help="The door this client serves.")],
     source: Annotated[str, typer.Option("--source", help="Camera index, stream URL or video file.")],
     config: Annotated[Path | None, typer.Option("--config", help="TOML door configuration.")] = None,
+    claim_from: Annotated[
+        str | None,
+        typer.Option(
+            "--claim-from",
+            help="Badge swipes for claim doors, one per line: 'stdin' or a file a badge reader appends "
+            "to. The next burst carries the oldest fresh swipe (claim_ttl_s in the config).",
+        ),
+    ] = None,
 ) -> None:
     """The door client: sends a burst when a face is present and still, shows the answer, drives the
     door outputs. The door key comes from FACEGATE_DOOR_KEY or the config's key_file."""
+    from app.door.claims import ClaimSourceError, open_claims
     from app.door.client import DoorClient, SourceError
     from app.door.config import ConfigError, door_key, load_config
 
     _setup_logging("WARNING")
     try:
         cfg = load_config(config)
-        client = DoorClient(server, door_id, door_key(cfg), cfg, echo=typer.echo)
-    except ConfigError as exc:
+        claims = None if claim_from is None else open_claims(claim_from, cfg.claim_ttl_s)
+        client = DoorClient(server, door_id, door_key(cfg), cfg, echo=typer.echo, claims=claims)
+    except (ConfigError, ClaimSourceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.api import admin, events, frames, gallery, health, people, verify
+from app.api import admin, badges, events, frames, gallery, health, people, verify
 from app.api.errors import error_body, install_error_handlers
 from app.api.openapi import install_openapi
 from app.services.container import Services
@@ -98,5 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(gallery.router)
     app.include_router(verify.router)
+    app.include_router(badges.router)
     install_openapi(app)
     return app

@@ -203,10 +203,12 @@ def test_verify_against_an_enrolled_person(env: dict[str, Any]) -> None:
     assert r.status_code == 409 and r.json()["error"]["code"] == "no_templates"
 
 
-def _door(env: dict[str, Any], mode: str) -> tuple[int, str]:
+def _door(env: dict[str, Any], mode: str, name: str | None = None) -> tuple[int, str]:
     c, admin = env["c"], bearer(env["admin"])
     door = c.post(
-        "/v1/doors", json={"name": f"{mode} door", "liveness_required": False, "mode": mode}, headers=admin
+        "/v1/doors",
+        json={"name": name or f"{mode} door", "liveness_required": False, "mode": mode},
+        headers=admin,
     )
     assert door.status_code == 201 and door.json()["mode"] == mode, door.text
     door_id = door.json()["id"]
@@ -291,3 +293,49 @@ def test_verifier_role_cannot_enrol_read_the_log_or_open_doors(env: dict[str, An
     assert r.status_code == 403
     made = c.post("/v1/keys", json={"role": "verifier", "name": "helpdesk"}, headers=bearer(env["admin"]))
     assert made.status_code == 201 and made.json()["role"] == "verifier"
+
+
+def test_revoked_badge_refused_at_claim_doors(env: dict[str, Any]) -> None:
+    photos, c = env["photos"], env["c"]
+    admin = bearer(env["admin"])
+    door = _door(env, "both", "badge reader door")
+    revoked = c.post("/v1/badges/revoked", json={"badge": "B-BIDEN", "note": "lost"}, headers=admin)
+    assert revoked.status_code == 201, revoked.text
+    assert revoked.json()["person_id"] == env["ids"]["biden"] and revoked.json()["note"] == "lost"
+    again = c.post("/v1/badges/revoked", json={"badge": "B-BIDEN"}, headers=admin)
+    assert again.status_code == 201 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
+    try:
+        # The holder's own face with the revoked badge: refused before any comparison, with its reason.
+        holder = _frames(env, door, photos["biden"][1], "B-BIDEN")
+        assert (holder["decision"], holder["reason"], holder["mode"]) == ("denied", "revoked_claim", "claim")
+        # Without the badge the holder is still recognised (the badge is revoked, not the person).
+        plain = _frames(env, door, photos["biden"][1], None)
+        assert plain["decision"] == "granted" and plain["person"]["id"] == env["ids"]["biden"]
+        listed = c.get("/v1/badges/revoked", headers=admin).json()
+        assert [b["badge"] for b in listed] == ["B-BIDEN"]
+        assert c.get("/v1/badges/revoked", headers=bearer(env["auditor"])).status_code == 403
+        refused = c.post("/v1/badges/revoked", json={"badge": "id:1"}, headers=admin)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+    finally:
+        assert c.delete("/v1/badges/revoked/B-BIDEN", headers=admin).status_code == 204
+    missing = c.delete("/v1/badges/revoked/B-BIDEN", headers=admin)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "badge_not_revoked"
+    restored = _frames(env, door, photos["biden"][1], "B-BIDEN")
+    assert restored["decision"] == "granted" and restored["mode"] == "claim"
+    actions = [r["action"] for r in _audit_actions(env)]
+    assert actions.count("badge.revoke") == 1 and actions.count("badge.restore") == 1
+
+
+def _audit_actions(env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The admin actions in the service's audit chain (its SQLite file), oldest first."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{env['folder'] / 'facegate.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT action, target FROM audit_records WHERE kind = 'admin' ORDER BY seq")
+            )
+            return [{"action": a, "target": t} for a, t in rows]
+    finally:
+        engine.dispose()

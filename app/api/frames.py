@@ -25,7 +25,7 @@ from app.services.recognition import (
     recognise,
     verify_claim,
 )
-from app.store import queries
+from app.store import badge_queries, queries
 
 router = APIRouter(prefix="/v1/doors", tags=["recognition"])
 log = logging.getLogger(__name__)
@@ -93,8 +93,11 @@ def _liveness_out(result: FramesResult) -> LivenessOut | None:
 
 def _claimed(services: Services, claim: str, serving: Serving) -> ClaimedPerson | str:
     """The claimed person with their templates of the served version, or the reason to deny:
-    ``unknown_claim`` (no such badge or person) or ``claim_not_enrolled`` (no face enrolled)."""
+    ``revoked_claim`` (a revoked badge, whoever holds it), ``unknown_claim`` (no such badge or
+    person) or ``claim_not_enrolled`` (no face enrolled)."""
     with services.sessions() as session:
+        if badge_queries.revoked_badge(session, claim) is not None:
+            return "revoked_claim"
         person = queries.person_for_claim(session, claim)
         if person is None:
             return "unknown_claim"
@@ -134,7 +137,8 @@ async def post_frames(
 
     Doors in mode 'claim' (and 'both', when a claim is sent) answer 1:1 against the claimed person at
     the 1:1 tau; their extra denial reasons: `not_claimed_person` (the face is someone else's or
-    nobody's), `unknown_claim` (no person has that badge or id), `claim_required` (no claim sent),
+    nobody's), `unknown_claim` (no person has that badge or id), `revoked_claim` (the badge is revoked:
+    `POST /v1/badges/revoked`), `claim_required` (no claim sent),
     `claim_not_enrolled` (the person has no face for the model version in service).
     """
     started = time.perf_counter()

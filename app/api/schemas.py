@@ -199,3 +199,22 @@ class EventOut(BaseModel):
 class EventPage(BaseModel):
     items: list[EventOut]
     next_cursor: str | None
+
+
+class RevokeBadgeIn(Strict):
+    badge: str = Field(
+        min_length=1,
+        max_length=200,
+        # Anything but "id:<n>", which a claim reads as a person id, not a badge.
+        pattern=r"^([^i]|i$|i[^d]|id$|id[^:])",
+        description="The badge number (a person's external_id as a badge reader sends it; not 'id:...').",
+    )
+    note: str | None = Field(default=None, max_length=200, description="Why (lost, stolen, left).")
+
+
+class RevokedBadgeOut(BaseModel):
+    badge: str
+    person_id: int | None = Field(description="Who held the badge when it was revoked (None: nobody).")
+    revoked_at: datetime
+    revoked_by_key_id: int | None
+    note: str | None

@@ -31,6 +31,9 @@ AdminAction = Literal[
     "key.revoke",
     "door.create",
     "door.update",
+    # Revoked badges (app/api/badges.py).
+    "badge.revoke",
+    "badge.restore",
 ]
 
 # Rows read per round trip while walking the chain.

@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import httpx
 
+from app.door.claims import ClaimFeed
 from app.door.config import DoorConfig
 from app.door.outputs import DoorOutput, make_outputs, public_payload
 from app.door.trigger import Image, StillFaceTrigger, TriggerSettings, make_finder
@@ -56,6 +57,7 @@ class DoorClient:
         echo: Callable[[str], None] = log.info,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        claims: ClaimFeed | None = None,
     ) -> None:
         self.url = f"{server.rstrip('/')}/v1/doors/{door_id}/frames"
         self.door_id = door_id
@@ -65,6 +67,7 @@ class DoorClient:
         self.http = httpx.Client(
             headers={"Authorization": f"Bearer {key}"}, timeout=config.request_timeout_s, transport=transport
         )
+        self.claims = claims  # badge swipes for claim doors (--claim-from)
         self.outputs: list[DoorOutput] = make_outputs(config.outputs, door_id)
         self.trigger = StillFaceTrigger(
             TriggerSettings(
@@ -123,7 +126,10 @@ class DoorClient:
             ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
             if ok:
                 files.append(("frames", (f"frame{i}.jpg", jpg.tobytes(), "image/jpeg")))
-        data = {"timestamps": [f"{t - t0:.3f}" for _, t in burst]}
+        data: dict[str, str | list[str]] = {"timestamps": [f"{t - t0:.3f}" for _, t in burst]}
+        claim = None if self.claims is None else self.claims.take()
+        if claim is not None:
+            data["claim"] = claim
         for attempt in range(self.config.max_attempts):
             try:
                 stats.bursts_sent += 1

@@ -101,6 +101,12 @@ class DoorConfig(_Strict):
     request_timeout_s: float = Field(default=30.0, gt=0, le=600, description="HTTP timeout of one burst.")
     jpeg_quality: int = Field(default=90, ge=50, le=100, description="JPEG quality of the frames sent.")
     window: bool = Field(default=False, description="Show a local preview window with the last outcome.")
+    claim_ttl_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="With --claim-from: how long a badge swipe waits for the next burst before it is dropped.",
+    )
     outputs: list[Output] = Field(default_factory=list, description="Where decisions go besides the console.")
 
     @model_validator(mode="after")

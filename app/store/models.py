@@ -294,3 +294,22 @@ class AuditState(Base):
     head_hash: Mapped[str] = mapped_column(String(64))
     legacy_events: Mapped[int] = mapped_column(BigInteger)
     legacy_max_event_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class RevokedBadge(Base):
+    """A badge number refused at claim doors (reason ``revoked_claim``), whoever holds it now."""
+
+    __tablename__ = "revoked_badges"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    badge: Mapped[str] = mapped_column(String(200), unique=True)
+    # The holder when it was revoked; no foreign key: the person may be deleted later.
+    person_id: Mapped[int | None]
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_by_key_id: Mapped[int | None]
+    note: Mapped[str | None] = mapped_column(String(200))
+
+
+LabelKind = Literal["correct", "wrong_person", "stranger", "spoof"]
+LABEL_KINDS: tuple[LabelKind, ...] = ("correct", "wrong_person", "stranger", "spoof")
