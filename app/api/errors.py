@@ -15,10 +15,15 @@ import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, compile_path
 
 log = logging.getLogger(__name__)
+
+# Seconds a client is told to wait (Retry-After) when the database cannot be reached.
+DATABASE_RETRY_AFTER_S = 2
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -113,6 +118,53 @@ def install_error_handlers(app: FastAPI) -> None:
             ),
             status_code=422,
         )
+
+    def _database_unavailable(request: Request, exc: Exception, code: str, message: str) -> JSONResponse:
+        # The class names only: a DBAPI error's text can carry the statement's parameters.
+        orig = getattr(exc, "orig", None)
+        log.warning(
+            "database unavailable on %s %s: %s%s",
+            request.method,
+            request.url.path,
+            exc.__class__.__name__,
+            f" ({orig.__class__.__name__})" if orig is not None else "",
+        )
+        return JSONResponse(
+            error_body(code, message, request),
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_down(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Connection refused or lost, the server shutting down or starting up, SQLite locked too
+        # long: nothing was committed by this request; the client may retry.
+        return _database_unavailable(
+            request, exc, "database_unavailable", "the database cannot be reached; retry shortly"
+        )
+
+    @app.exception_handler(PoolTimeoutError)
+    async def _database_busy(request: Request, exc: PoolTimeoutError) -> JSONResponse:
+        return _database_unavailable(
+            request, exc, "database_busy", "no database connection became free in time; retry shortly"
+        )
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await _database_down(request, exc)
+        # A value the database column cannot hold, e.g. an id past PostgreSQL's 32-bit integer.
+        return JSONResponse(
+            error_body("invalid_request", "a value in the request is out of range for the database", request),
+            status_code=422,
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:  # a disconnect the driver reported as another error class
+            return await _database_down(request, exc)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,7 +1,13 @@
-"""Process liveness, readiness (models, database, index) and Prometheus metrics."""
+"""Process liveness, readiness (models, database, index) and Prometheus metrics.
+
+/healthz answers 200 while the process runs, database or not: an orchestrator must not restart a
+service whose database is away (it recovers by itself when the database returns). /readyz answers
+503 while the database cannot be reached, with `checks.database.error` = `database_unavailable`.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -9,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app.services.container import Services
@@ -73,12 +80,25 @@ def _checks(services: Services) -> dict[str, Any]:
             "gallery_version": services.gallery.version,
         },
     }
+    feed = services.gallery
+    now = time.monotonic()
+    checks["index"]["feed"] = "failing" if feed.failing_since is not None else "ok"
+    if feed.failing_since is not None:
+        checks["index"]["feed_failing_s"] = round(now - feed.failing_since, 1)
+    if feed.last_synced is not None:
+        checks["index"]["last_synced_s_ago"] = round(now - feed.last_synced, 1)
+    started = time.perf_counter()
     try:
         with services.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        checks["database"] = {"ok": True}
-    except Exception as exc:  # readiness reports any database failure as not ready
-        checks["database"] = {"ok": False, "error": exc.__class__.__name__}
+        checks["database"] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    except SQLAlchemyError as exc:  # unreachable, refusing, starting up: not ready, say why
+        checks["database"] = {
+            "ok": False,
+            "error": "database_unavailable",
+            "exception": exc.__class__.__name__,
+            "after_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
     checks["calibration"] = _calibration_check(services)
     return checks
 

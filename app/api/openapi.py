@@ -23,6 +23,13 @@ from app.api.people import ErrorOut
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 _VALIDATION_REF = "#/components/schemas/HTTPValidationError"
 
+# Every route that reads the database (all that use the services) can meet it away.
+_DATABASE_503 = (
+    "`database_unavailable`: the database cannot be reached; retry after Retry-After seconds "
+    "(a write refused this way was not acknowledged), or `database_busy`: no database connection "
+    "became free in time."
+)
+
 # Errors that a route's traits cannot tell: (method, path) -> {status: description}.
 _ROUTE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/v1/doors"): {409: "`door_exists`: another door has this name."},
@@ -30,6 +37,20 @@ _ROUTE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/v1/keys"): {404: "`door_not_found`: the door_id names no door."},
     ("delete", "/v1/keys/{key_id}"): {409: "`own_key`: an admin key cannot revoke itself."},
     ("post", "/v1/people"): {409: "`external_id_exists`: another person has this external_id."},
+    ("get", "/v1/events/{event_id}/snapshot"): {
+        403: "`forbidden`: snapshots are for auditor and admin keys only (door and verifier keys get 403).",
+        404: "`event_not_found`: the path names no access event; `snapshot_not_found`: the event kept no "
+        "picture of that kind (no face found, snapshots off, kind=frame at a door without "
+        "snapshot_full_frame), or it was purged (retention, or its granted person was deleted).",
+    },
+    ("put", "/v1/events/{event_id}/label"): {
+        404: "`event_not_found`: the path names no access event.",
+        422: "`invalid_request` (wrong_person without true_person_id, or another label with one) or "
+        "`person_not_found`: true_person_id names no person.",
+    },
+    ("get", "/v1/events/{event_id}/label"): {
+        404: "`event_not_found`: the path names no access event; `label_not_found`: it is not labelled.",
+    },
 }
 
 
@@ -62,9 +83,12 @@ def _common_errors(
         errors[413] = "`image_too_large` (or `payload_too_large` for the whole body)."
         errors[422] = "`not_an_image` or another image error, or `invalid_request`."
     if get_services in calls:
-        errors[503] = "`starting`: the service is still starting; retry shortly."
+        errors[503] = f"`starting`: the service is still starting; retry shortly. {_DATABASE_503}"
         if multipart:
-            errors[503] = "`busy`: too many requests wait for face inference, or `starting`; retry shortly."
+            errors[503] = (
+                "`busy`: too many requests wait for face inference, or `starting`; retry shortly. "
+                + _DATABASE_503
+            )
     errors.update(_ROUTE_ERRORS.get((method, path_format), {}))
     return errors
 
@@ -137,8 +161,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                         "description": description,
                         "content": {"application/json": {"schema": dict(_ERROR_REF)}},
                     }
-                elif not declared.get("content"):
-                    declared["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
+                else:
+                    if not declared.get("content"):
+                        declared["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
+                    if status == 503 and get_services in _calls(route.dependant):
+                        text = declared.get("description", "")
+                        if "database_unavailable" not in text:
+                            declared["description"] = f"{text} {_DATABASE_503}".strip()
     _replace_validation_refs(schema["paths"])
     _form_fields(schema)
     _int64_bounds(schema)

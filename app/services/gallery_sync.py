@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.gallery.index import FaceIndex
@@ -52,6 +53,8 @@ class GallerySync:
         self._unservable: str | None = None  # an active version this build cannot make
         self._retry_switch_at = 0.0  # time.monotonic() before which no switch is tried again
         self._lock = threading.Lock()
+        self._failing_since: float | None = None
+        self._last_synced: float | None = None
 
     def load(self) -> None:
         """Rebuild the whole index from SQL."""
@@ -156,10 +159,46 @@ class GallerySync:
         with self._lock:
             self.index.remove(np.array(template_ids, dtype=np.int64))
 
+    @property
+    def failing_since(self) -> float | None:
+        """time.monotonic() of the first failed poll of the current outage; None while polls work."""
+        return self._failing_since
+
+    @property
+    def last_synced(self) -> float | None:
+        """time.monotonic() of the last poll that read SQL; None before the first."""
+        return self._last_synced
+
+    def poll(self) -> None:
+        """One catch-up that survives the database being away: the index keeps serving what it
+        holds and the next poll applies everything missed (the change log is in SQL).
+
+        A database outage is logged once when it starts and once when it ends, not per poll.
+        """
+        try:
+            self.catch_up()
+        except SQLAlchemyError as exc:
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                log.warning(
+                    "gallery sync cannot read the database (%s); the index keeps serving and the "
+                    "feed resumes when it returns",
+                    exc.__class__.__name__,
+                )
+            return
+        except (RuntimeError, OSError, ValueError, MemoryError):
+            # A failed switch to a new profile (models, files); the old version keeps serving.
+            log.exception("gallery sync failed; retrying at the next poll")
+            return
+        if self._failing_since is not None:
+            log.warning(
+                "gallery sync reads the database again after %.1f s",
+                time.monotonic() - self._failing_since,
+            )
+            self._failing_since = None
+        self._last_synced = time.monotonic()
+
     async def run_forever(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            try:
-                await asyncio.to_thread(self.catch_up)
-            except Exception:  # a database hiccup must not kill the feed; next poll retries
-                log.exception("gallery sync failed; retrying in %.1f s", interval_s)
+            await asyncio.to_thread(self.poll)

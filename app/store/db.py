@@ -21,6 +21,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # How long a SQLite writer waits for another writer's lock before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
+# PostgreSQL: seconds to wait for a connection to open (libpq connect_timeout), and for a pooled
+# connection to become free; past either the request fails with 503 database_unavailable/busy.
+PG_CONNECT_TIMEOUT_S = 5
+POOL_TIMEOUT_S = 10.0
+
 # Alembic's `context` is a module global: two migrations in one process must not interleave.
 # (Across processes and replicas, env.py takes a PostgreSQL advisory lock.)
 _ALEMBIC_LOCK = threading.Lock()
@@ -33,6 +38,8 @@ class SchemaError(RuntimeError):
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`, tuned per backend. Extra keyword arguments go to `create_engine`."""
     parsed = make_url(url)
+    # Errors name the statement, never its parameters (embeddings, key hashes) in logs.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -41,7 +48,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
+    # A connection that died while pooled (the server restarted) is replaced before use, not
+    # handed to a request; a server that does not answer fails a request within bounds instead of
+    # holding it (libpq options; ones the URL sets itself win).
     kwargs.setdefault("pool_pre_ping", True)
+    if "poolclass" not in kwargs:  # NullPool (migrations) has no queue to wait in
+        kwargs.setdefault("pool_timeout", POOL_TIMEOUT_S)
+    libpq = {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = {k: v for k, v in libpq.items() if k not in parsed.query}
+        kwargs["connect_args"] = {**connect_args, **kwargs.pop("connect_args", {})}
     return create_engine(url, **kwargs)
 
 
