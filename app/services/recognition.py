@@ -22,6 +22,7 @@ from app.settings import Settings
 from app.vision.imageio import decode_image
 from app.vision.liveness_types import LivenessResult
 from app.vision.pipeline import Face, FacePipeline, StageTimer
+from app.vision.snapshot import Snapshot, take_snapshot
 from app.vision.tracking import Subject, follow_subject
 
 
@@ -29,6 +30,7 @@ from app.vision.tracking import Subject, follow_subject
 class DoorPolicy:
     liveness_required: bool = True
     liveness_undetermined: str = "deny"  # or "grant"
+    snapshot_full_frame: bool = False  # the event keeps the whole frame beside the face crop
 
 
 @dataclass
@@ -45,6 +47,8 @@ class FramesResult:
     mode: str = "identify"  # "identify" (1:K) or "claim" (1:1 against the claimed person)
     claim: str | None = None  # the claim the door sent, as sent
     stage_ms: dict[str, float] = field(default_factory=dict)
+    # The subject's best face (and frame) as JPEG, stored with the event (FACEGATE_SNAPSHOTS).
+    snapshot: Snapshot | None = None
 
     def liveness_record(self) -> dict[str, Any] | None:
         """What the access event keeps of the liveness verdict (JSON)."""
@@ -146,6 +150,7 @@ def _judged(
     burst: Burst,
     timer: StageTimer,
     tau: float,
+    settings: Settings,
     **record: str | None,
 ) -> FramesResult:
     """Judge the tracked subject's liveness, apply the door's policy to the identity reason and
@@ -156,6 +161,15 @@ def _judged(
         with timer.stage("liveness"):
             liveness = pipeline.liveness.judge(observed)
     reason, hint = apply_policy(reason, liveness, burst.policy)
+    snapshot = None
+    if settings.snapshots and subject.faces:
+        with timer.stage("snapshot"):
+            snapshot = take_snapshot(
+                [o.frame for o in observed],
+                subject.faces,
+                full_frame=burst.policy.snapshot_full_frame,
+                quality=settings.snapshot_jpeg_quality,
+            )
     return FramesResult(
         decision=decision,
         reason=reason,
@@ -167,6 +181,7 @@ def _judged(
         hint=hint,
         stage_ms=timer.ms,
         tau=tau,
+        snapshot=snapshot,
         **record,  # type: ignore[arg-type]
     )
 
@@ -212,6 +227,7 @@ def verify_claim(
         burst=burst,
         timer=timer,
         tau=tau,
+        settings=settings,
         mode="claim",
         claim=claimed.claim,
     )
@@ -242,4 +258,6 @@ def recognise(
         fused = decide_frame(hits[-1], tau, settings.match_margin)
     decision = fuse_burst(fused, matches, len(frames))
     reason: str = "low_quality" if decision.reason == "no_face" and subject.too_small else decision.reason
-    return _judged(pipeline, subject, decision, reason, burst=burst, timer=timer, tau=tau)
+    return _judged(
+        pipeline, subject, decision, reason, burst=burst, timer=timer, tau=tau, settings=settings
+    )
