@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_EXTRA ?= cpu
 
-.PHONY: run test lint models bench bench-fr accuracy clean
+.PHONY: run test chromium lint models bench bench-fr accuracy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,24 @@ run: $(VENV)/.installed-run
 	$(BIN)/facegate serve
 
 ## Install the test dependencies and run the whole test suite.
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev chromium
 	$(BIN)/python -m pytest
+
+## Debian's Chromium for the console's browser tests (tests/test_console_browser.py), with apt-get
+## where this user may run it; never fails: without it those tests skip and say why.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: $(CHROMIUM) is absent and apt-get is not available: the browser tests will skip"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "note: $(CHROMIUM) is absent and apt-get needs root: the browser tests will skip"; exit 0; fi; \
+	  echo "installing chromium with apt-get for the browser tests..."; \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 \
+	    || { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null 2>&1; } \
+	    || echo "note: apt-get could not install chromium: the browser tests will skip"; \
+	fi
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app models tests scripts

@@ -17,6 +17,7 @@ from app import __version__
 from app.api import admin, badges, events, frames, gallery, health, people, verify
 from app.api.errors import error_body, install_error_handlers
 from app.api.openapi import install_openapi
+from app.console import install_console
 from app.services.container import Services
 from app.settings import Settings, get_settings
 from app.store import queries
@@ -99,5 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(gallery.router)
     app.include_router(verify.router)
     app.include_router(badges.router)
+    install_console(app)  # /console: HTML pages, kept out of the OpenAPI schema
     install_openapi(app)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -216,6 +217,25 @@ class Settings(BaseSettings):
     )
     log_json: bool = Field(default=True, description="Structured JSON log lines (false: plain text).")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+
+    # Web console (/console).
+    console_session_ttl_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="A console sign-in ends this long after it started, whatever the activity (seconds).",
+    )
+    console_idle_timeout_s: int = Field(
+        default=30 * 60,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="A console sign-in ends after this long without a request (seconds).",
+    )
+    console_cookie_secure: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="The session cookie's Secure flag: 'auto' sets it when the request came over https "
+        "(behind a TLS proxy, run uvicorn with proxy headers, or use 'always').",
+    )
 
     @field_validator("onnx_providers")
     @classmethod

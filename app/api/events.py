@@ -46,6 +46,7 @@ def _page(
             door_id=q.door_id,
             person_id=q.person_id,
             decision=q.decision,
+            reason=q.reason,
             since=_aware("since", q.since),
             until=_aware("until", q.until),
             limit=limit,
@@ -64,6 +65,9 @@ class EventQuery(BaseModel):
     door_id: int | None = None
     person_id: int | None = None
     decision: Literal["granted", "denied"] | None = None
+    reason: str | None = Field(
+        default=None, max_length=64, description="Only events with this reason, e.g. spoof or unknown_person."
+    )
     since: datetime | None = Field(default=None, description="Inclusive, ISO 8601 with timezone.")
     until: datetime | None = Field(default=None, description="Exclusive, ISO 8601 with timezone.")
     limit: int = Field(default=50, ge=1, le=1000)

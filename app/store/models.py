@@ -313,3 +313,21 @@ class RevokedBadge(Base):
 
 LabelKind = Literal["correct", "wrong_person", "stranger", "spoof"]
 LABEL_KINDS: tuple[LabelKind, ...] = ("correct", "wrong_person", "stranger", "spoof")
+
+
+class ConsoleSession(Base):
+    """A web console sign-in (app/console): the cookie's token is stored as its SHA-256 only. It
+    ends when revoked (sign-out), past ``expires_at``, idle too long, or when its key is revoked."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    # Sent in every page's forms; worthless without the cookie, so kept as it is.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]

@@ -796,6 +796,7 @@ def list_events(
     until: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    reason: str | None = None,
 ) -> tuple[list[AccessEvent], str | None]:
     """Newest first: (created_at DESC, id DESC). `since` is inclusive, `until` exclusive.
 
@@ -815,6 +816,8 @@ def list_events(
         stmt = stmt.where(AccessEvent.person_id == person_id)
     if decision is not None:
         stmt = stmt.where(AccessEvent.decision == decision)
+    if reason is not None:
+        stmt = stmt.where(AccessEvent.reason == reason)
     if since is not None:
         stmt = stmt.where(AccessEvent.created_at >= since)
     if until is not None:
@@ -833,6 +836,28 @@ def list_events(
         return events, None
     events = events[:limit]
     return events, encode_cursor(events[-1].created_at, events[-1].id)
+
+
+class EventCount(NamedTuple):
+    door_id: int
+    decision: str
+    reason: str
+    events: int
+
+
+def count_events(
+    session: Session, *, since: datetime | None = None, until: datetime | None = None
+) -> list[EventCount]:
+    """How many events each door had per (decision, reason), in [since, until)."""
+    _require_aware("since", since)
+    _require_aware("until", until)
+    stmt = select(AccessEvent.door_id, AccessEvent.decision, AccessEvent.reason, func.count())
+    if since is not None:
+        stmt = stmt.where(AccessEvent.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(AccessEvent.created_at < until)
+    stmt = stmt.group_by(AccessEvent.door_id, AccessEvent.decision, AccessEvent.reason)
+    return [EventCount(int(d), str(dec), str(r), int(n)) for d, dec, r, n in session.execute(stmt)]
 
 
 # --- audit chain (app/audit) -------------------------------------------------------------------
