@@ -7,12 +7,16 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import typer
 
+from app.cli_access import access_cli
+from app.cli_explain import explain, visualize_cli
+from app.cli_lockdown import lockdown_cli
 from app.settings import Settings, get_settings
 from app.vision.manifest import ModelArtifactError
 
@@ -36,6 +40,16 @@ gallery_cli = typer.Typer(no_args_is_help=True, help="The enrolled gallery: temp
 cli.add_typer(gallery_cli, name="gallery")
 audit_cli = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log (hash chain).")
 cli.add_typer(audit_cli, name="audit")
+events_cli = typer.Typer(no_args_is_help=True, help="The access log: event snapshots.")
+cli.add_typer(events_cli, name="events")
+labels_cli = typer.Typer(no_args_is_help=True, help="Reviewer labels on access events.")
+cli.add_typer(labels_cli, name="labels")
+train_cli = typer.Typer(no_args_is_help=True, help="Train models on labelled faces (needs the `train` extra).")
+cli.add_typer(train_cli, name="train")
+cli.add_typer(lockdown_cli, name="lockdown")
+cli.add_typer(access_cli, name="access")
+cli.command("explain")(explain)
+cli.add_typer(visualize_cli, name="visualize")
 
 log = logging.getLogger("facegate")
 
@@ -521,6 +535,13 @@ def keys_create(
     role: Annotated[str, typer.Option(help="admin, door, auditor or verifier (1:1 verification only).")],
     name: Annotated[str, typer.Option(help="Who or what holds the key.")],
     door_id: Annotated[int | None, typer.Option(help="The door a door key may post frames for.")] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in",
+            help="The key stops working after this long: 3600, 90s, 30m, 12h or 90d, or never.",
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; the secret is printed once, alone on the last line of stdout."""
     from app.audit.log import record_admin_action
@@ -530,19 +551,76 @@ def keys_create(
     _setup_logging("WARNING")
     settings = get_settings()
     try:
+        lifetime = _duration(expires_in) if expires_in is not None else None
         with _checked_engine(settings) as engine, make_session_factory(engine)() as session:
             if door_id is not None and queries.get_door(session, door_id) is None:
                 raise ValueError(f"door {door_id} does not exist")
             key, secret = queries.create_api_key(session, role, name, door_id)
             # Who: no key (the local CLI, run by whoever can reach the database).
-            target = {"key_id": key.id, "role": key.role, "door_id": key.door_id}
+            target: dict[str, object] = {"key_id": key.id, "role": key.role, "door_id": key.door_id}
+            if lifetime is not None:
+                key.expires_at = key.created_at + lifetime
+                target["expires_at"] = key.expires_at.isoformat()
             record_admin_action(session, None, "key.create", target)
             session.commit()
     except (SchemaError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"created {key.role} key {key.id} ({key.name}); store the secret now, it is not shown again:")
+    until = f", expires {key.expires_at.isoformat(timespec='seconds')}" if key.expires_at else ""
+    typer.echo(
+        f"created {key.role} key {key.id} ({key.name}{until}); store the secret now, it is not shown again:"
+    )
     typer.echo(secret)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> timedelta:
+    """'3600', '90s', '30m', '12h' or '90d' (at least a minute, at most ten years)."""
+    value = text.strip().lower()
+    unit = _DURATION_UNITS.get(value[-1:], 0)
+    number = value[:-1] if unit else value
+    if not number.isdigit():
+        raise ValueError(f"--expires-in {text!r}: give seconds, or a number with s, m, h or d (90d)")
+    seconds = int(number) * (unit or 1)
+    if not 60 <= seconds <= 10 * 366 * 86400:
+        raise ValueError("--expires-in must be between a minute and ten years")
+    return timedelta(seconds=seconds)
+
+
+@keys_cli.command("signing-secret")
+def keys_signing_secret(
+    door_id: Annotated[int, typer.Option("--door-id", min=1, help="The door whose signing secret to issue.")],
+) -> None:
+    """Issue a new signing secret for a door (the previous one stops working); printed once, alone on
+    the last line of stdout. Needs the service's master key (FACEGATE_SECRET_KEY or its key file)."""
+    from app.audit.log import record_admin_action
+    from app.services.signing import RequestSigning, SigningConfigError
+    from app.store import queries
+    from app.store.db import SchemaError, make_session_factory
+
+    _setup_logging("WARNING")
+    settings = get_settings()
+    try:
+        with _checked_engine(settings) as engine:
+            sessions = make_session_factory(engine)
+            with sessions() as session:
+                door = queries.get_door(session, door_id)
+                if door is None:
+                    raise ValueError(f"door {door_id} does not exist")
+                issued = RequestSigning(sessions, settings).issue(session, door)
+                target = {"door_id": door_id, "generation": issued.generation, "key_id": issued.key_id}
+                record_admin_action(session, None, "door.signing_secret", target)
+                session.commit()
+    except (SchemaError, SigningConfigError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"door {door_id}: signing secret generation {issued.generation} (master key {issued.key_id}); "
+        "give it to the door client as FACEGATE_DOOR_SIGNING_SECRET, it is not shown again:"
+    )
+    typer.echo(issued.secret)
 
 
 @audit_cli.command("verify")
@@ -571,6 +649,72 @@ def audit_verify() -> None:
         typer.echo(f"audit chain broken: {result.problem}", err=True)
         raise typer.Exit(1)
     typer.echo("audit chain intact")
+
+
+@events_cli.command("purge-snapshots")
+def events_purge_snapshots(
+    retention_days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3650, help="Days to keep (default: FACEGATE_SNAPSHOT_RETENTION_DAYS)."),
+    ] = None,
+) -> None:
+    """Delete the snapshots of events older than the retention period now (the service also does it
+    periodically). The events themselves stay."""
+    from app.services.snapshots import purge_expired, retention_cutoff
+    from app.store.db import SchemaError, make_session_factory
+
+    _setup_logging("WARNING")
+    settings = get_settings()
+    days = settings.snapshot_retention_days if retention_days is None else retention_days
+    try:
+        with _checked_engine(settings) as engine:
+            removed = purge_expired(make_session_factory(engine), days)
+    except SchemaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    cutoff = retention_cutoff(days).isoformat(timespec="seconds")
+    typer.echo(f"{removed} snapshots purged (events before {cutoff}, retention {days} days)")
+
+
+@labels_cli.command("export")
+def labels_export(
+    out: Annotated[Path | None, typer.Option("--out", help="Write here (default: stdout).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+) -> None:
+    """Every labelled event: event id and time, door, decision, predicted person, label, true
+    person, reviewer key, model version. Ids and decisions only: no face, photo or template."""
+    from app.store.db import SchemaError, make_session_factory
+    from app.store.labels import iter_labelled_events, write_labels
+
+    _setup_logging("WARNING")
+    if fmt not in ("jsonl", "csv"):
+        typer.echo(f"error: --format must be jsonl or csv, not {fmt!r}", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    try:
+        with _checked_engine(settings) as engine, make_session_factory(engine)() as session:
+            kind: Literal["jsonl", "csv"] = "csv" if fmt == "csv" else "jsonl"
+            if out is None:
+                count = write_labels(iter_labelled_events(session), sys.stdout, kind)
+            else:
+                with out.open("w", newline="", encoding="utf-8") as fh:
+                    count = write_labels(iter_labelled_events(session), fh, kind)
+    except (SchemaError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{count} labelled events exported", err=True)
+
+
+@train_cli.command(
+    "triplet",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def train_triplet(ctx: typer.Context) -> None:
+    """A triplet-loss adaptation head on a frozen encoder's embeddings (`--help` for the options)."""
+    from models.train_triplet import main as train_main
+
+    raise typer.Exit(train_main(list(ctx.args)))
 
 
 @gallery_cli.command("reencode")
@@ -766,19 +910,42 @@ def door(
             "to. The next burst carries the oldest fresh swipe (claim_ttl_s in the config).",
         ),
     ] = None,
+    pin_from: Annotated[
+        str | None,
+        typer.Option(
+            "--pin-from",
+            help="Where to read a PIN when the service answers pin_required (the same burst is then sent "
+            "again with it): 'stdin' or 'file:PATH' (e.g. a named pipe a keypad writes to); overrides the "
+            "config's pin_from. Never the PIN itself.",
+        ),
+    ] = None,
 ) -> None:
     """The door client: sends a burst when a face is present and still, shows the answer, drives the
     door outputs. The door key comes from FACEGATE_DOOR_KEY or the config's key_file."""
+    from pydantic import ValidationError
+
     from app.door.claims import ClaimSourceError, open_claims
     from app.door.client import DoorClient, SourceError
-    from app.door.config import ConfigError, door_key, load_config
+    from app.door.config import ConfigError, DoorConfig, door_key, door_signing_secret, load_config
 
     _setup_logging("WARNING")
     try:
         cfg = load_config(config)
+        if pin_from is not None:
+            cfg = DoorConfig.model_validate({**cfg.model_dump(), "pin_from": pin_from})
+        if cfg.pin_from == "stdin" and claim_from == "stdin":
+            raise ConfigError("--claim-from and --pin-from cannot both read stdin")
         claims = None if claim_from is None else open_claims(claim_from, cfg.claim_ttl_s)
-        client = DoorClient(server, door_id, door_key(cfg), cfg, echo=typer.echo, claims=claims)
-    except (ConfigError, ClaimSourceError) as exc:
+        client = DoorClient(
+            server,
+            door_id,
+            door_key(cfg),
+            cfg,
+            echo=typer.echo,
+            claims=claims,
+            signing_secret=door_signing_secret(cfg),  # FACEGATE_DOOR_SIGNING_SECRET or signing_secret_file
+        )
+    except (ConfigError, ClaimSourceError, ValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:

@@ -14,11 +14,20 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.api import admin, badges, events, frames, gallery, health, people, verify
+from app.api import admin, badges, events, frames, gallery, health, labels, people, second_factor, verify
+from app.api import access as access_api
+from app.api import alerts as alerts_api
+from app.api import signing as signing_api
+from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import error_body, install_error_handlers
 from app.api.openapi import install_openapi
+from app.api.ratelimit import install_rate_limits
 from app.console import install_console
+from app.services.alerts import AlertService
 from app.services.container import Services
+from app.services.second_factor import follow_lookalikes
+from app.services.signing import RequestSigning
+from app.services.snapshots import purge_forever
 from app.settings import Settings, get_settings
 from app.store import queries
 
@@ -52,9 +61,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Start-up is blocking work (SQL, model loading, warm-up): keep it off the event loop.
         services = await asyncio.to_thread(Services.start, settings)
         app.state.services = services
+        app.state.signing = RequestSigning(services.sessions, settings)  # signed door requests
+        app.state.alerts = alerts = AlertService(services.sessions, settings)  # streaks, MQTT, webhook
         await asyncio.to_thread(_warn_without_admin, services)
         sync = asyncio.create_task(services.gallery.run_forever(settings.gallery_sync_interval_s))
         recalibrate = asyncio.create_task(_follow_gallery(services, settings.gallery_sync_interval_s))
+        purge = asyncio.create_task(  # expired event snapshots (FACEGATE_SNAPSHOT_RETENTION_DAYS)
+            purge_forever(
+                services.sessions, settings.snapshot_retention_days, settings.snapshot_purge_interval_s
+            )
+        )
+        lookalikes = None  # FACEGATE_PIN_FOR_LOOKALIKES: a PIN for look-alike pairs after calibration
+        if settings.pin_for_lookalikes:
+            latest, every = services.calibration.latest, settings.gallery_sync_interval_s
+            lookalikes = asyncio.create_task(follow_lookalikes(services.sessions, latest, every))
         log.info(
             "facegate ready",
             extra={"model_version": services.pipeline.model_version, "templates": len(services.index)},
@@ -62,17 +82,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in (sync, recalibrate):
+            for task in (sync, recalibrate, purge, *([lookalikes] if lookalikes else [])):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             app.state.services = None
+            app.state.signing = app.state.alerts = None
+            await asyncio.to_thread(alerts.close)
             await asyncio.to_thread(services.close)
 
     app = FastAPI(title="FaceGate", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.services = None
     max_body = settings.max_frames * settings.max_image_bytes + _MULTIPART_SLACK
+    app.state.signing = app.state.alerts = None
+    # Inside request_context (added after it): counts every body, chunked ones too, against
+    # max_body, and hashes the bodies of signed requests as they stream in.
+    app.add_middleware(BodyLimitMiddleware, max_body=max_body)
+    install_rate_limits(app, settings)
 
     @app.middleware("http")
     async def request_context(
@@ -97,9 +124,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(people.router)
     app.include_router(frames.router)
     app.include_router(events.router)
+    app.include_router(labels.router)
     app.include_router(gallery.router)
     app.include_router(verify.router)
+    app.include_router(access_api.router)
+    app.include_router(signing_api.router)
+    app.include_router(alerts_api.router)
     app.include_router(badges.router)
+    app.include_router(second_factor.router)
     install_console(app)  # /console: HTML pages, kept out of the OpenAPI schema
     install_openapi(app)
     return app

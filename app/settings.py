@@ -7,12 +7,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.vision.profiles import ProfileName, profile_spec
 
 KNOWN_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+# Per-key rate limits (requests per second, bucket size) by role; see Settings.rate_limit_*.
+RateRole = Literal["admin", "door", "auditor", "verifier"]
+DEFAULT_RATE_PER_S: dict[RateRole, float] = {"admin": 50.0, "door": 5.0, "auditor": 20.0, "verifier": 10.0}
+DEFAULT_RATE_BURST: dict[RateRole, int] = {"admin": 500, "door": 60, "auditor": 200, "verifier": 100}
 
 
 class Settings(BaseSettings):
@@ -163,6 +167,47 @@ class Settings(BaseSettings):
         description="Blur gate: least variance of the Laplacian on the aligned chip for enrolment.",
     )
 
+    # Access rules (app/access).
+    site_timezone: str = Field(
+        default="UTC",
+        min_length=1,
+        max_length=64,
+        description=(
+            "The site's IANA time zone (e.g. 'Europe/Paris'): access schedules' weekly windows and "
+            "holidays are in its local wall-clock time, daylight saving time included."
+        ),
+    )
+
+    # Second factor (app/access/pin.py).
+    pin_max_failures: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Consecutive wrong PINs that lock a person out at that door (a correct PIN resets it).",
+    )
+    pin_lockout_s: float = Field(
+        default=900.0,
+        ge=1.0,
+        le=7 * 86400.0,
+        description="How long a person stays locked out at a door after too many wrong PINs (seconds).",
+    )
+    pin_scrypt_log2_n: int = Field(
+        default=14,
+        ge=10,
+        le=20,
+        description=(
+            "scrypt cost of new PIN hashes: N = 2**value (r=8, p=1; 2**14 uses 16 MiB and tens of ms per "
+            "check). Each hash keeps its own parameters, so changing this leaves existing PINs valid."
+        ),
+    )
+    pin_for_lookalikes: bool = Field(
+        default=False,
+        description=(
+            "After every calibration, require a PIN from both people of each look-alike pair below the "
+            "1:K tau (as POST /v1/gallery/look-alikes/require-pin does); recorded as an admin action."
+        ),
+    )
+
     # Liveness.
     liveness_landmarks68: bool = Field(
         default=False,
@@ -205,6 +250,33 @@ class Settings(BaseSettings):
         description="Requests waiting for inference beyond which the API answers 503.",
     )
 
+    # Event snapshots (GET /v1/events/{id}/snapshot; auditor and admin keys only).
+    snapshots: bool = Field(
+        default=True,
+        description=(
+            "Keep each access event's best face crop (JPEG) so that security staff can check a decision; "
+            "doors with snapshot_full_frame keep the whole frame too. Off: events keep no image."
+        ),
+    )
+    snapshot_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description=(
+            "Snapshots older than this many days are purged (the service checks periodically; "
+            "`facegate events purge-snapshots` does it at once). The events themselves stay."
+        ),
+    )
+    snapshot_jpeg_quality: int = Field(
+        default=85, ge=30, le=100, description="JPEG quality of stored snapshots (face crop and frame)."
+    )
+    snapshot_purge_interval_s: float = Field(
+        default=3600.0,
+        ge=0.1,
+        le=86_400.0,
+        description="How often the service purges expired snapshots (seconds).",
+    )
+
     # Input limits.
     max_image_bytes: int = Field(
         default=10 * 1024 * 1024,
@@ -217,6 +289,75 @@ class Settings(BaseSettings):
     )
     log_json: bool = Field(default=True, description="Structured JSON log lines (false: plain text).")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+
+    # Signed door requests, rate limits, alerts (README "Signed door requests and abuse").
+    secret_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "The master key every door's signing secret is derived from (at least 32 characters, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`). Replicas must share it. "
+            "Unset: read from FACEGATE_SECRET_KEY_FILE, generated there (mode 0600) on first use."
+        ),
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="The master key's file when FACEGATE_SECRET_KEY is unset; default <data_dir>/secret.key.",
+    )
+    signing_window_s: int = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="Largest difference between a signed request's timestamp and the service's clock (s).",
+    )
+    rate_limit_per_s: dict[RateRole, float] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_PER_S),
+        description=(
+            "Requests per second each API key may make, per role, on each replica (a token bucket; 0: "
+            'no limit), e.g. {"door": 2}; roles left out keep their defaults.'
+        ),
+    )
+    rate_limit_burst: dict[RateRole, int] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_BURST),
+        description="Requests a key may make at once before its rate applies (bucket size), per role.",
+    )
+    alert_streak: int = Field(
+        default=5,
+        ge=2,
+        le=1000,
+        description="This many spoof or unknown-person bursts in a row at one door raise an alert.",
+    )
+    alert_streak_window_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        le=86_400.0,
+        description="The streak counts only when its first and last bursts are at most this far apart (s).",
+    )
+    mqtt_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Publish alerts (topic <prefix>/alerts) to this MQTT broker: mqtt://[user:password@]host[:port] "
+            "or mqtts:// (TLS). Unset: no MQTT."
+        ),
+    )
+    mqtt_topic_prefix: str = Field(
+        default="facegate",
+        pattern=r"^[^#+/][^#+]*$",
+        description="MQTT topics are <prefix>/alerts and <prefix>/events.",
+    )
+    mqtt_publish_events: bool = Field(
+        default=False,
+        description="Also publish every access event (no biometric data) to <prefix>/events.",
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, description="POST every alert as JSON to this http(s) URL. Unset: no webhook."
+    )
+    publish_queue_max: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Alerts and events waiting to be published beyond which new ones are dropped (counted).",
+    )
 
     # Web console (/console).
     console_session_ttl_s: int = Field(
@@ -245,6 +386,38 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown ONNX Runtime providers {unknown}; known: {list(KNOWN_PROVIDERS)}")
         if "CPUExecutionProvider" not in value:
             raise ValueError("CPUExecutionProvider must stay in the list: it is the fallback")
+        return value
+
+    @field_validator("site_timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        from app.access.schedule import site_zone
+
+        site_zone(value)  # ValueError: unknown zone
+        return value
+
+    @field_validator("rate_limit_per_s")
+    @classmethod
+    def _rates(cls, value: dict[RateRole, float]) -> dict[RateRole, float]:
+        bad = {role: rate for role, rate in value.items() if not 0.0 <= rate <= 100_000.0}
+        if bad:
+            raise ValueError(f"rates must be between 0 (no limit) and 100000 per second: {bad}")
+        return {**DEFAULT_RATE_PER_S, **value}
+
+    @field_validator("rate_limit_burst")
+    @classmethod
+    def _bursts(cls, value: dict[RateRole, int]) -> dict[RateRole, int]:
+        bad = {role: size for role, size in value.items() if not 1 <= size <= 1_000_000}
+        if bad:
+            raise ValueError(f"bursts must be between 1 and 1000000 requests: {bad}")
+        return {**DEFAULT_RATE_BURST, **value}
+
+    @field_validator("mqtt_url", "alert_webhook_url")
+    @classmethod
+    def _url_scheme(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        schemes = ("mqtt://", "mqtts://") if info.field_name == "mqtt_url" else ("http://", "https://")
+        if value is not None and not value.get_secret_value().startswith(schemes):
+            raise ValueError(f"must start with {' or '.join(schemes)}")
         return value
 
     @model_validator(mode="after")

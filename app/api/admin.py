@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -26,7 +27,11 @@ def create_door(body: DoorIn, session: SessionDep, me: AdminKey) -> DoorOut:
             liveness_required=body.liveness_required,
             liveness_undetermined=body.liveness_undetermined,
             mode=body.mode,
+            snapshot_full_frame=body.snapshot_full_frame,
         )
+        door.pin_required = body.pin_required
+        door.signing_required = body.signing_required
+        session.flush()
         record_admin_action(session, me.id, "door.create", {"door_id": door.id, **_door_policy(door)})
         session.commit()
     except IntegrityError as exc:
@@ -40,6 +45,9 @@ def _door_policy(door: Door) -> dict[str, Any]:
         "liveness_required": door.liveness_required,
         "liveness_undetermined": door.liveness_undetermined,
         "mode": door.mode,
+        "snapshot_full_frame": door.snapshot_full_frame,
+        "pin_required": door.pin_required,
+        "signing_required": door.signing_required,
     }
 
 
@@ -67,9 +75,16 @@ def update_door(door_id: int, body: DoorPatch, session: SessionDep, me: AdminKey
             liveness_required=body.liveness_required,
             liveness_undetermined=body.liveness_undetermined,
             mode=body.mode,
+            snapshot_full_frame=body.snapshot_full_frame,
         )
         if door is None:
             raise ApiError(404, "door_not_found", f"door {door_id} does not exist")
+        if body.pin_required is not None:
+            door.pin_required = body.pin_required
+            session.flush()
+        if body.signing_required is not None:
+            door.signing_required = body.signing_required
+            session.flush()
         changed = sorted(body.model_dump(exclude_unset=True))
         record_admin_action(
             session, me.id, "door.update", {"door_id": door_id, "changed": changed, **_door_policy(door)}
@@ -86,9 +101,13 @@ def create_key(body: KeyIn, session: SessionDep, me: AdminKey) -> KeyCreated:
     if body.door_id is not None and queries.get_door(session, body.door_id) is None:
         raise ApiError(404, "door_not_found", f"door {body.door_id} does not exist")
     key, secret = queries.create_api_key(session, body.role, body.name, body.door_id)
-    record_admin_action(
-        session, me.id, "key.create", {"key_id": key.id, "role": key.role, "door_id": key.door_id}
-    )
+    if body.expires_in_s is not None:
+        key.expires_at = key.created_at + timedelta(seconds=body.expires_in_s)
+        session.flush()
+    target = {"key_id": key.id, "role": key.role, "door_id": key.door_id}
+    if key.expires_at is not None:
+        target["expires_at"] = key.expires_at.isoformat()
+    record_admin_action(session, me.id, "key.create", target)
     session.commit()
     out = KeyOut.model_validate(key, from_attributes=True)
     return KeyCreated(**out.model_dump(), key=secret)

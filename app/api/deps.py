@@ -9,9 +9,10 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.api.errors import ApiError
+from app.api.ratelimit import check_rate
 from app.services.container import Services
 from app.store import queries
-from app.store.models import ApiKey
+from app.store.models import ApiKey, utcnow
 
 
 def get_services(request: Request) -> Services:
@@ -40,8 +41,11 @@ def current_key(request: Request, session: SessionDep) -> ApiKey:
     key = queries.authenticate(session, secret.strip())
     if key is None:
         raise ApiError(401, "unauthorized", "the API key is unknown or revoked")
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise ApiError(401, "key_expired", f"API key {key.id} expired at {key.expires_at.isoformat()}")
     session.commit()  # keeps last_used_at
     request.state.key_id = key.id
+    check_rate(request, key.id, key.role)  # 429 rate_limited past the key's rate (app/api/ratelimit.py)
     return key
 
 

@@ -9,11 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from app.access.pin import PIN_REGEX
+from app.api.alerts import after_decision
 from app.api.deps import DoorKey, ServicesDep
 from app.api.errors import ApiError
 from app.api.schemas import DecisionOut, LivenessOut, PersonRef
+from app.api.signing import SignedDoorRequest
 from app.api.uploads import read_upload, run_inference
 from app.gallery.matching import Decision
+from app.services.access import authorize_entry
 from app.services.container import Services, Serving
 from app.services.recognition import (
     Burst,
@@ -25,7 +29,9 @@ from app.services.recognition import (
     recognise,
     verify_claim,
 )
-from app.store import badge_queries, queries
+from app.services.second_factor import check_after_authorization
+from app.store import badge_queries, queries, snapshot_queries
+from app.store.models import utcnow
 
 router = APIRouter(prefix="/v1/doors", tags=["recognition"])
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ def _record(
     *,
     request_id: str,
     model_version: str,
+    pin: str | None = None,
 ) -> DecisionOut:
     d = result.decision
     granted = result.reason == "match" and d.person_id is not None
@@ -46,11 +53,27 @@ def _record(
         person = queries.get_person(session, d.person_id) if d.person_id is not None else None
         if granted and person is None:  # deleted between search and now: never open for a ghost
             granted = False
+        reason = result.reason if granted or result.reason != "match" else "unknown_person"
+        # Recognised and live: now the access rules decide (groups, schedules, validity); the
+        # event's time is the time they judged. Later checks (second factor, lockdown) go after it.
+        now = utcnow()
+        authz = authorize_entry(session, person, door_id, now, services.settings) if granted else None
+        if authz is not None and not authz.allowed:
+            granted, reason = False, authz.reason or "not_authorized"
+        # Then lockdown, then the PIN (app/services/second_factor.py); every event names the
+        # lockdown in force, whatever decided it.
+        after = check_after_authorization(
+            session, services.settings, door_id=door_id, person=person, would_grant=granted, pin=pin, now=now
+        )
+        if after.reason is not None:
+            granted, reason = False, after.reason
         event = queries.record_event(
             session,
             door_id=door_id,
             decision="granted" if granted else "denied",
-            reason=result.reason if granted or result.reason != "match" else "unknown_person",
+            reason=reason,
+            created_at=now,
+            rule=after.rule or (authz.rule if authz is not None else None),
             person_id=d.person_id,
             best_distance=d.distance,
             second_distance=d.second_distance,
@@ -63,7 +86,12 @@ def _record(
             tau=result.tau,
             mode=result.mode,
             claim=result.claim,
+            lockdown_id=after.lockdown_id,
+            pin_check=after.pin_check,
         )
+        snap = result.snapshot
+        if snap is not None:  # the event's transaction: no event without its picture, nor the reverse
+            snapshot_queries.add_snapshot(session, event, snap.face_jpeg, snap.frame_jpeg)
         session.commit()
         return DecisionOut(
             event_id=event.id,
@@ -75,6 +103,9 @@ def _record(
             tau=result.tau,
             mode="claim" if result.mode == "claim" else "identify",
             claim=result.claim,
+            rule=event.rule,
+            lockdown_id=event.lockdown_id,
+            pin_check=after.pin_check,
             frames=result.frames,
             frames_with_face=result.frames_with_face,
             liveness=_liveness_out(result),
@@ -116,6 +147,7 @@ async def post_frames(
     door_id: int,
     services: ServicesDep,
     key: DoorKey,
+    signed: SignedDoorRequest,  # 401 for a bad, stale or replayed signature (app/api/signing.py)
     frames: Annotated[list[UploadFile], File(description="One or more frames, in capture order.")],
     timestamps: Annotated[
         list[float] | None,
@@ -132,6 +164,15 @@ async def post_frames(
             "doors in mode 'identify'.",
         ),
     ] = None,
+    pin: Annotated[
+        str | None,
+        Form(
+            pattern=PIN_REGEX,
+            description="The PIN the person entered on the door's keypad (4-12 digits), for doors or "
+            "people that require one; checked only when the burst would otherwise open the door. "
+            "Never stored or logged: the event records only the check's outcome (pin_check).",
+        ),
+    ] = None,
 ) -> DecisionOut:
     """Decide whether to open the door; every decision, denied ones included, becomes an access event.
 
@@ -140,6 +181,10 @@ async def post_frames(
     nobody's), `unknown_claim` (no person has that badge or id), `revoked_claim` (the badge is revoked:
     `POST /v1/badges/revoked`), `claim_required` (no claim sent),
     `claim_not_enrolled` (the person has no face for the model version in service).
+
+    After the access rules, a site lockdown denies with reason `lockdown` (GET /v1/lockdown), then
+    doors or people that require a PIN deny with `pin_required` (no `pin` sent: send the same burst
+    again with it), `wrong_pin`, `pin_locked_out` (too many wrong PINs at this door) or `pin_not_set`.
     """
     started = time.perf_counter()
     if key.door_id != door_id:
@@ -150,7 +195,8 @@ async def post_frames(
             door = queries.get_door(session, door_id)
             if door is None:
                 return None
-            return DoorPolicy(door.liveness_required, door.liveness_undetermined), door.mode
+            policy = DoorPolicy(door.liveness_required, door.liveness_undetermined, door.snapshot_full_frame)
+            return policy, door.mode
 
     found = await run_in_threadpool(door_policy)
     if found is None:
@@ -209,6 +255,7 @@ async def post_frames(
             latency_ms,
             request_id=request.state.request_id,
             model_version=serving.pipeline.model_version,
+            pin=pin,
         )
     )
 
@@ -230,6 +277,8 @@ async def post_frames(
             "event_id": out.event_id,
             "latency_ms": out.latency_ms,
             "request_id": out.request_id,
+            "signed": signed,
         },
     )
+    await after_decision(request, door_id, out)  # alert streaks; MQTT / webhook when configured
     return out

@@ -30,9 +30,26 @@ _DATABASE_503 = (
     "became free in time."
 )
 
+_RETRY_AFTER = {
+    "description": "Seconds until the key may make its next request.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
 # Errors that a route's traits cannot tell: (method, path) -> {status: description}.
 _ROUTE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/v1/doors"): {409: "`door_exists`: another door has this name."},
+    ("post", "/v1/doors/{door_id}/frames"): {
+        401: "`unauthorized` or `key_expired` (the API key); signed requests: `signature_required` (the "
+        "door has signing_required and the request is unsigned), `bad_signature` (malformed signing "
+        "headers, no secret issued, or the HMAC does not match), `stale_request` (the timestamp is "
+        "outside the clock window), `replayed_request` (the nonce was used already).",
+        503: "`busy`: too many requests wait for face inference, or `starting`; retry shortly. "
+        "`signing_unavailable`: the master key cannot be read. " + _DATABASE_503,
+    },
+    ("post", "/v1/doors/{door_id}/signing-secret"): {
+        503: "`starting`, or `signing_unavailable`: the master key cannot be read or created. "
+        + _DATABASE_503,
+    },
     ("patch", "/v1/doors/{door_id}"): {409: "`door_exists`: another door has this name."},
     ("post", "/v1/keys"): {404: "`door_not_found`: the door_id names no door."},
     ("delete", "/v1/keys/{key_id}"): {409: "`own_key`: an admin key cannot revoke itself."},
@@ -72,7 +89,8 @@ def _common_errors(
         errors[400] = "`bad_request`: the body cannot be parsed."
         errors[413] = "`payload_too_large`: the request body is over the service's limit."
     if current_key in calls:
-        errors[401] = "`unauthorized`: no API key, or an unknown or revoked one."
+        errors[401] = "`unauthorized`: no API key, or an unknown or revoked one; `key_expired`: it expired."
+        errors[429] = "`rate_limited`: this key is over its request rate; retry after Retry-After seconds."
     if any(getattr(c, "__qualname__", "").startswith("require_role.") for c in calls):
         errors[403] = "`forbidden`: the key's role may not do this (or `wrong_door` for another door's key)."
     if route.dependant.path_params:
@@ -168,6 +186,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                         text = declared.get("description", "")
                         if "database_unavailable" not in text:
                             declared["description"] = f"{text} {_DATABASE_503}".strip()
+            if "429" in responses:  # app/api/ratelimit.py
+                responses["429"].setdefault("headers", {"Retry-After": _RETRY_AFTER})
     _replace_validation_refs(schema["paths"])
     _form_fields(schema)
     _int64_bounds(schema)

@@ -21,6 +21,44 @@ DOOR_MODE_DOC = (
 )
 
 
+SNAPSHOT_FULL_FRAME_DOC = (
+    "Keep the whole frame of each event's best view beside the face crop (GET "
+    "/v1/events/{id}/snapshot?kind=frame). Off by default: the crop shows who stood at the door, the frame "
+    "also shows everyone and everything behind them."
+)
+
+
+PIN_REQUIRED_DOC = (
+    "Everyone recognised at this door must also send their PIN with the burst (form field `pin`); "
+    "denial reasons `pin_required` (none sent), `wrong_pin`, `pin_locked_out`, `pin_not_set`."
+)
+
+
+LOCKDOWN_ID_DOC = (
+    "The site lockdown in force when the burst was decided (GET /v1/lockdown); null: none. A burst "
+    "the lockdown denied has reason 'lockdown'."
+)
+PIN_CHECK_DOC = (
+    "The PIN second factor, when the door or the person requires it and the burst got that far: "
+    "'correct', 'wrong', 'missing' (none sent), 'locked_out' (too many wrong PINs at this door), "
+    "'not_set' (the person has no PIN yet); null: no PIN was needed. Never the PIN itself."
+)
+
+
+RULE_DOC = (
+    "The access rule that decided a recognised, live person's entry (null: the decision never reached "
+    "the access rules): 'open_door' (the door has no grant: open to everyone enrolled), 'grant:<id>', "
+    "'no_grant' (reason not_authorized), 'schedule:<grant ids>' or 'holiday:<YYYY-MM-DD>' (reason "
+    "outside_schedule), 'valid_until' (reason expired), 'valid_from' (reason not_yet_valid)."
+)
+
+
+SIGNING_REQUIRED_DOC = (
+    "Refuse bursts that are not signed with the door's signing secret (401 signature_required); see "
+    "POST /v1/doors/{id}/signing-secret and the README's 'Signed door requests'."
+)
+
+
 class DoorIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     liveness_required: bool = Field(
@@ -36,6 +74,9 @@ class DoorIn(Strict):
         ),
     )
     mode: Literal["identify", "claim", "both"] = Field(default="identify", description=DOOR_MODE_DOC)
+    snapshot_full_frame: bool = Field(default=False, description=SNAPSHOT_FULL_FRAME_DOC)
+    pin_required: bool = Field(default=False, description=PIN_REQUIRED_DOC)
+    signing_required: bool = Field(default=False, description=SIGNING_REQUIRED_DOC)
 
 
 class DoorPatch(Strict):
@@ -43,6 +84,9 @@ class DoorPatch(Strict):
     liveness_required: bool | None = None
     liveness_undetermined: Literal["deny", "grant"] | None = None
     mode: Literal["identify", "claim", "both"] | None = Field(default=None, description=DOOR_MODE_DOC)
+    snapshot_full_frame: bool | None = Field(default=None, description=SNAPSHOT_FULL_FRAME_DOC)
+    pin_required: bool | None = Field(default=None, description=PIN_REQUIRED_DOC)
+    signing_required: bool | None = Field(default=None, description=SIGNING_REQUIRED_DOC)
 
 
 class DoorOut(BaseModel):
@@ -52,6 +96,13 @@ class DoorOut(BaseModel):
     liveness_required: bool
     liveness_undetermined: str
     mode: str = Field(description=DOOR_MODE_DOC)
+    snapshot_full_frame: bool = Field(default=False, description=SNAPSHOT_FULL_FRAME_DOC)
+    pin_required: bool = Field(default=False, description=PIN_REQUIRED_DOC)
+    signing_required: bool = Field(default=False, description=SIGNING_REQUIRED_DOC)
+    signing_generation: int = Field(
+        default=0,
+        description="Which signing secret is current (0: none issued; POST /v1/doors/{id}/signing-secret).",
+    )
 
 
 class KeyIn(Strict):
@@ -80,8 +131,15 @@ class KeyIn(Strict):
     )
     name: str = Field(min_length=1, max_length=200)
     door_id: int | None = None
+    expires_in_s: int | None = Field(
+        default=None,
+        ge=60,
+        le=10 * 366 * 86400,
+        description="The key stops working this many seconds after its creation (401 key_expired); "
+        "left out: it never expires.",
+    )
 
-    @field_validator("door_id", mode="before")
+    @field_validator("door_id", "expires_in_s", mode="before")
     @classmethod
     def _integral(cls, value: object) -> object:
         # JSON Schema's integer includes 7.0; strict mode alone would refuse it.
@@ -105,6 +163,7 @@ class KeyOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = Field(default=None, description="When the key stops working; null: never.")
 
 
 class KeyCreated(KeyOut):
@@ -162,6 +221,11 @@ class DecisionOut(BaseModel):
         default="identify", description="The question answered: 1:K ('identify') or 1:1 ('claim')."
     )
     claim: str | None = Field(default=None, description="The claim the door sent, as sent.")
+    rule: str | None = Field(default=None, description=RULE_DOC)
+    lockdown_id: int | None = Field(default=None, description=LOCKDOWN_ID_DOC)
+    pin_check: Literal["correct", "wrong", "missing", "locked_out", "not_set"] | None = Field(
+        default=None, description=PIN_CHECK_DOC
+    )
     frames: int
     frames_with_face: int
     liveness: LivenessOut | None
@@ -170,6 +234,21 @@ class DecisionOut(BaseModel):
     latency_ms: float
     model_version: str
     request_id: str
+
+
+LABEL_DOC = (
+    "'correct': the decision was right (the granted or denied person really was them, or a rightly "
+    "denied stranger); 'wrong_person': the face was another enrolled person, named by true_person_id; "
+    "'stranger': nobody enrolled; 'spoof': a presentation attack (a photo, a screen, a mask)."
+)
+
+
+class EventLabelOut(BaseModel):
+    label: Literal["correct", "wrong_person", "stranger", "spoof"] = Field(description=LABEL_DOC)
+    true_person_id: int | None = Field(description="The person who really stood there (wrong_person only).")
+    reviewer_key_id: int | None = Field(description="The API key that set the label.")
+    created_at: datetime
+    updated_at: datetime
 
 
 class EventOut(BaseModel):
@@ -188,12 +267,26 @@ class EventOut(BaseModel):
         default=None, description="'identify' (1:K) or 'claim' (1:1); null for events before 0004."
     )
     claim: str | None = Field(default=None, description="The claim (badge or id:<n>) the door sent.")
+    rule: str | None = Field(default=None, description=RULE_DOC)
+    lockdown_id: int | None = Field(default=None, description=LOCKDOWN_ID_DOC)
+    pin_check: str | None = Field(default=None, description=PIN_CHECK_DOC)
     frames: int
     frames_with_face: int
     liveness: dict[str, Any] | None
     latency_ms: float
     model_version: str
     request_id: str
+    has_snapshot: bool = Field(
+        default=False,
+        description="The event keeps a face crop (GET /v1/events/{id}/snapshot); false once purged.",
+    )
+    has_frame: bool = Field(
+        default=False,
+        description="The event keeps the whole frame too (kind=frame; doors with snapshot_full_frame).",
+    )
+    label: EventLabelOut | None = Field(
+        default=None, description="The reviewer's verdict (PUT /v1/events/{id}/label); null: not reviewed."
+    )
 
 
 class EventPage(BaseModel):

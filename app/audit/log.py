@@ -31,9 +31,34 @@ AdminAction = Literal[
     "key.revoke",
     "door.create",
     "door.update",
+    "door.signing_secret",  # a door's signing secret issued (generation, master key id; never the secret)
     # Revoked badges (app/api/badges.py).
     "badge.revoke",
     "badge.restore",
+    # Second factor and lockdown (app/access/pin.py, app/access/lockdown.py): never a PIN or its hash.
+    "person.pin_set",
+    "person.pin_clear",
+    "person.pin_unlock",
+    "person.pin_required",
+    "pin.lookalikes",
+    "lockdown.start",
+    "lockdown.lift",
+    # Access rules (app/access): groups, memberships, grants, schedules, holidays, validity.
+    "group.create",
+    "group.update",
+    "group.delete",
+    "group.member_add",
+    "group.member_remove",
+    "grant.create",
+    "grant.update",
+    "grant.delete",
+    "schedule.create",
+    "schedule.update",
+    "schedule.delete",
+    "holiday.create",
+    "holiday.delete",
+    "person.validity",
+    "event.label",
 ]
 
 # Rows read per round trip while walking the chain.

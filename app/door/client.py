@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,12 +19,27 @@ import httpx
 from app.door.claims import ClaimFeed
 from app.door.config import DoorConfig
 from app.door.outputs import DoorOutput, make_outputs, public_payload
+from app.door.pin_entry import PinEntry
 from app.door.trigger import Image, StillFaceTrigger, TriggerSettings, make_finder
 
 log = logging.getLogger(__name__)
 
 HINTS = {"turn_head": "please turn your head slowly left and right, then look at the camera"}
-RETRYABLE = {502, 503, 504}
+RETRYABLE = {429, 502, 503, 504}
+SIGNING_SCHEME = "FG1-HMAC-SHA256"  # the service's app/services/signing.py checks the same string
+
+
+def sign_request(request: httpx.Request, secret: str) -> None:
+    """Add X-FaceGate-Timestamp, -Nonce and -Signature: HMAC-SHA256 with the door's signing secret
+    over the scheme, method, path, timestamp, nonce and the SHA-256 of the exact body bytes sent."""
+    body = request.read()
+    timestamp, nonce = str(int(time.time())), secrets.token_urlsafe(18)
+    digest = hashlib.sha256(body).hexdigest()
+    message = "\n".join((SIGNING_SCHEME, request.method.upper(), request.url.path, timestamp, nonce, digest))
+    mac = hmac.new(secret.encode("utf-8"), message.encode("utf-8"), "sha256").hexdigest()
+    request.headers["X-FaceGate-Timestamp"] = timestamp
+    request.headers["X-FaceGate-Nonce"] = nonce
+    request.headers["X-FaceGate-Signature"] = "v1=" + mac
 
 
 class SourceError(RuntimeError):
@@ -58,6 +76,8 @@ class DoorClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         claims: ClaimFeed | None = None,
+        pin_entry: PinEntry | None = None,
+        signing_secret: str | None = None,
     ) -> None:
         self.url = f"{server.rstrip('/')}/v1/doors/{door_id}/frames"
         self.door_id = door_id
@@ -80,6 +100,9 @@ class DoorClient:
             make_finder(config.detector),
         )
         self._last_grant: dict[int, float] = {}
+        self.signing_secret = signing_secret  # every burst is signed when set (see sign_request)
+        # Read when the service answers pin_required (config pin_from / --pin-from): a keypad.
+        self.pin_entry = pin_entry or (PinEntry(config.pin_from, echo=echo) if config.pin_from else None)
         self._status = ""
 
     def close(self) -> None:
@@ -130,11 +153,36 @@ class DoorClient:
         claim = None if self.claims is None else self.claims.take()
         if claim is not None:
             data["claim"] = claim
+        answer = self._post(files, data, stats)
+        pin = self._pin_wanted(answer)
+        # The same burst (and claim) again, with the PIN; never echoed or logged.
+        return answer if pin is None else self._post(files, {**data, "pin": pin}, stats)
+
+    def _pin_wanted(self, answer: dict[str, Any] | None) -> str | None:
+        """A PIN from the keypad when the service asks for one and this door has a keypad."""
+        if answer is None or answer.get("reason") != "pin_required" or self.pin_entry is None:
+            return None
+        event = answer.get("event_id")
+        self.echo(f"door {self.door_id}: PIN required (event {event}): enter it on the keypad")
+        return self.pin_entry.read()
+
+    def _post(
+        self,
+        files: list[tuple[str, tuple[str, bytes, str]]],
+        data: dict[str, str | list[str]],
+        stats: RunStats,
+    ) -> dict[str, Any] | None:
+        """POST one burst; retried with backoff on 502/503/504 and network errors."""
         for attempt in range(self.config.max_attempts):
+            r: httpx.Response | None = None
             try:
                 stats.bursts_sent += 1
                 stats.frames_sent += len(files)
-                r = self.http.post(self.url, files=files, data=data)
+                # Built and signed anew for every try: a retry has its own timestamp and nonce.
+                request = self.http.build_request("POST", self.url, files=files, data=data)
+                if self.signing_secret is not None:
+                    sign_request(request, self.signing_secret)
+                r = self.http.send(request)
             except httpx.TransportError as exc:
                 why = f"network error: {exc}"
             else:
@@ -149,6 +197,9 @@ class DoorClient:
                     return None
                 why = f"service answered {r.status_code}"
             delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
+            if r is not None and r.status_code == 429:  # rate limited: at least what the service asks
+                retry_after = r.headers.get("retry-after", "")
+                delay = max(delay, float(retry_after)) if retry_after.isdigit() else delay
             self.echo(f"door {self.door_id}: {why}; retrying in {delay:.1f} s")
             self.sleep(delay)
         self.echo(f"door {self.door_id}: burst dropped after {self.config.max_attempts} tries")

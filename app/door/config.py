@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 KEY_ENV = "FACEGATE_DOOR_KEY"
+SIGNING_SECRET_ENV = "FACEGATE_DOOR_SIGNING_SECRET"
 
 
 class _Strict(BaseModel):
@@ -60,6 +61,11 @@ class DoorConfig(_Strict):
     key_file: Path | None = Field(
         default=None, description=f"File holding the door key; {KEY_ENV} in the environment wins when set."
     )
+    signing_secret_file: Path | None = Field(
+        default=None,
+        description=f"File holding the door's signing secret (every burst is then signed); "
+        f"{SIGNING_SECRET_ENV} in the environment wins when set. Neither: bursts go unsigned.",
+    )
     burst_frames: int = Field(
         default=8, ge=5, le=15, description="Frames per burst (the service takes 5-15)."
     )
@@ -108,6 +114,13 @@ class DoorConfig(_Strict):
         description="With --claim-from: how long a badge swipe waits for the next burst before it is dropped.",
     )
     outputs: list[Output] = Field(default_factory=list, description="Where decisions go besides the console.")
+    pin_from: str | None = Field(
+        default=None,
+        pattern=r"^(stdin|file:.+)$",
+        description="Where a PIN is read when the service answers 'pin_required' (the same burst is then "
+        "sent again with it): 'stdin' (one line) or 'file:PATH' (e.g. a named pipe a keypad writes "
+        "to). Never the PIN itself.",
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> DoorConfig:
@@ -143,3 +156,17 @@ def door_key(config: DoorConfig) -> str:
     if not key:
         raise ConfigError(f"no door key: set {KEY_ENV} or key_file in the config")
     return key
+
+
+def door_signing_secret(config: DoorConfig) -> str | None:
+    """The signing secret from FACEGATE_DOOR_SIGNING_SECRET, else from the config's
+    signing_secret_file; None when neither is set (bursts go unsigned). Never from argv."""
+    secret = os.environ.get(SIGNING_SECRET_ENV, "").strip()
+    if not secret and config.signing_secret_file is not None:
+        try:
+            secret = config.signing_secret_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"signing_secret_file {config.signing_secret_file}: {exc}") from exc
+        if not secret:
+            raise ConfigError(f"signing_secret_file {config.signing_secret_file} is empty")
+    return secret or None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
     Double,
@@ -19,6 +20,8 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -106,6 +109,16 @@ class Door(Base):
     liveness_required: Mapped[bool] = mapped_column(default=True, server_default=true())
     liveness_undetermined: Mapped[str] = mapped_column(String(8), default="deny", server_default="deny")
     mode: Mapped[str] = mapped_column(String(16), default="identify", server_default="identify")
+    # Second factor (migration 0007): everyone recognised here must also enter their PIN.
+    pin_required: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Whether this door's events keep the whole frame beside the face crop (migration 0009).
+    snapshot_full_frame: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Signed requests (migration 0008): unsigned bursts are refused (401 signature_required);
+    # which derivation of the door's signing secret is current (0: none issued; issuing bumps it);
+    # the fingerprint of the master key that issued it. No secret is stored (app/services/signing.py).
+    signing_required: Mapped[bool] = mapped_column(default=False, server_default=false())
+    signing_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    signing_key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 class ApiKey(Base):
@@ -133,6 +146,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Past this instant the key is refused (401 key_expired); None: never (migration 0008).
+    expires_at: Mapped[datetime | None]
 
 
 class Person(Base):
@@ -144,6 +159,13 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(200))
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the person may enter at all (app/access, migration 0006; NULL: no bound).
+    valid_from: Mapped[datetime | None]
+    valid_until: Mapped[datetime | None]
+    # Second factor (migration 0007): this person must enter a PIN at every door; the PIN is kept
+    # only as a salted scrypt hash (app/access/pin.py), never in clear, never in a log.
+    pin_required: Mapped[bool] = mapped_column(default=False, server_default=false())
+    pin_hash: Mapped[str | None] = mapped_column(String(200))
 
     templates: Mapped[list[FaceTemplate]] = relationship(
         back_populates="person",
@@ -220,6 +242,16 @@ class AccessEvent(Base):
     latency_ms: Mapped[float]
     model_version: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(64))
+    # Which access rule decided (app/access, migration 0006: open_door, grant:<id>, no_grant,
+    # schedule:<ids>, holiday:<date>, valid_from, valid_until); NULL when no rule was reached.
+    rule: Mapped[str | None] = mapped_column(String(64))
+    # Second factor and lockdown (migration 0007; NULL before it and when they played no part):
+    # the lockdown in force when the burst was decided (every event during a lockdown names it),
+    # and what the PIN check found (app.access.pin.PinCheck; never the PIN itself).
+    lockdown_id: Mapped[int | None] = mapped_column(BigInteger)
+    pin_check: Mapped[str | None] = mapped_column(String(16))
+    # The reviewer's verdict (migration 0011), loaded with the event (one query per page).
+    label: Mapped[EventLabel | None] = relationship(lazy="selectin", viewonly=True)
 
 
 class GalleryState(Base):
@@ -315,6 +347,30 @@ LabelKind = Literal["correct", "wrong_person", "stranger", "spoof"]
 LABEL_KINDS: tuple[LabelKind, ...] = ("correct", "wrong_person", "stranger", "spoof")
 
 
+class EventLabel(Base):
+    """A reviewer's verdict on one access event (migration 0011): the decision was ``correct``;
+    the face was another enrolled person (``wrong_person``, ``true_person_id``); a ``stranger``;
+    or a ``spoof``. One per event, replaced by a later review. No foreign key to people or keys:
+    the label outlives a deleted person or a revoked key."""
+
+    __tablename__ = "event_labels"
+    __table_args__ = (
+        CheckConstraint("label IN ('correct', 'wrong_person', 'stranger', 'spoof')", name="label"),
+        CheckConstraint("(label = 'wrong_person') = (true_person_id IS NOT NULL)", name="true_person"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("access_events.id", ondelete="CASCADE"), unique=True
+    )
+    label: Mapped[str] = mapped_column(String(16), index=True)
+    true_person_id: Mapped[int | None]
+    reviewer_key_id: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ConsoleSession(Base):
     """A web console sign-in (app/console): the cookie's token is stored as its SHA-256 only. It
     ends when revoked (sign-out), past ``expires_at``, idle too long, or when its key is revoked."""
@@ -331,3 +387,176 @@ class ConsoleSession(Base):
     expires_at: Mapped[datetime]
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+
+
+class EventSnapshot(Base):
+    """An access event's pictures (migration 0009): the subject's best face crop and, for doors with
+    ``snapshot_full_frame``, the whole frame; JPEG. Purged after FACEGATE_SNAPSHOT_RETENTION_DAYS
+    (``created_at`` is the event's time) and with a deleted person's granted events; the event row
+    stays. Not covered by the audit chain: snapshots are deleted by design."""
+
+    __tablename__ = "event_snapshots"
+
+    event_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("access_events.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    face_jpeg: Mapped[bytes]
+    frame_jpeg: Mapped[bytes | None]
+
+
+class PinFailure(Base):
+    """Wrong PINs of one person at one door since their last correct PIN (or last lockout), and
+    until when they are locked out there. In SQL so that every replica counts the same attempts."""
+
+    __tablename__ = "pin_failures"
+
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    door_id: Mapped[int] = mapped_column(
+        ForeignKey("doors.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lockdown(Base):
+    """A site lockdown (app/access/lockdown.py): started by an admin (key id; None: the CLI), in
+    force until lifted. ``active`` is 1 while in force and NULL afterwards; its unique constraint
+    keeps at most one lockdown in force across every replica. Rows are kept as the history."""
+
+    __tablename__ = "lockdowns"
+    __table_args__ = (
+        CheckConstraint("mode IN ('all', 'all_but')", name="mode"),
+        CheckConstraint("active = 1", name="active_one"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    active: Mapped[int | None] = mapped_column(Integer, unique=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    # Access groups (app/access/authorization.py) still let in under mode 'all_but'.
+    allowed_group_ids: Mapped[list[int]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(String(500))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_by_key_id: Mapped[int | None]
+    lifted_at: Mapped[datetime | None]
+    lifted_by_key_id: Mapped[int | None]
+
+
+# --- access rules (app/access, migration 0006) -------------------------------------------------
+
+
+class AccessGroup(Base):
+    __tablename__ = "access_groups"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessGroupMember(Base):
+    __tablename__ = "access_group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("access_groups.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessSchedule(Base):
+    """Weekly windows in the site's local time (FACEGATE_SITE_TIMEZONE); closed on holidays unless
+    ``applies_on_holidays``."""
+
+    __tablename__ = "access_schedules"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    applies_on_holidays: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessScheduleWindow(Base):
+    """Open on ``days`` (bit mask, bit 0 = Monday) from ``start_minute`` to ``end_minute`` after
+    local midnight; an end at or before the start crosses midnight."""
+
+    __tablename__ = "access_schedule_windows"
+    __table_args__ = (
+        CheckConstraint("days BETWEEN 1 AND 127", name="days"),
+        CheckConstraint(
+            "start_minute >= 0 AND start_minute < 1440 AND end_minute > 0 AND end_minute <= 1440",
+            name="minutes",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("access_schedules.id", ondelete="CASCADE"), index=True)
+    days: Mapped[int]
+    start_minute: Mapped[int]
+    end_minute: Mapped[int]
+
+
+class AccessGrant(Base):
+    """Members of ``group_id`` may pass ``door_id``: always, or in ``schedule_id``'s windows. A door
+    with no grant at all is open to every enrolled person."""
+
+    __tablename__ = "access_grants"
+    __table_args__ = (UniqueConstraint("door_id", "group_id"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("access_groups.id", ondelete="CASCADE"), index=True)
+    door_id: Mapped[int] = mapped_column(ForeignKey("doors.id", ondelete="CASCADE"))
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("access_schedules.id", ondelete="RESTRICT"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccessHoliday(Base):
+    """A site-local date on which scheduled grants are closed (unless their schedule applies)."""
+
+    __tablename__ = "access_holidays"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RequestNonce(Base):
+    """A nonce seen in a signed door request (migration 0008). The primary key (door_id, nonce) is
+    the unique constraint that makes a replay fail on every replica; rows are purged once past
+    ``expires_at`` (the request's timestamp plus the clock window: older ones are refused anyway)."""
+
+    __tablename__ = "request_nonces"
+
+    door_id: Mapped[int] = mapped_column(ForeignKey("doors.id"), primary_key=True, autoincrement=False)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+AlertKind = Literal["burst_streak"]
+
+
+class Alert(Base):
+    """An alert (migration 0008): ``burst_streak`` is a run of spoof / unknown-person bursts at one
+    door (app/services/alerts.py); ``details`` holds the event ids, reasons and window, no faces."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint("kind IN ('burst_streak')", name="kind"),
+        Index("ix_alerts_door_id_created_at", "door_id", "created_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    door_id: Mapped[int] = mapped_column(ForeignKey("doors.id"))
+    details: Mapped[dict[str, Any]]
