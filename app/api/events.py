@@ -9,20 +9,23 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
-from app.api.deps import AuditorKey, ServicesDep, SessionDep
+from app.api.deps import AuditorKey, ServicesDep, SessionDep, require_role
 from app.api.errors import ApiError
 from app.api.schemas import EventOut, EventPage
-from app.store import queries
+from app.store import queries, snapshot_queries
+from app.store.models import AccessEvent, ApiKey
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 CSV_COLUMNS = list(EventOut.model_fields)
 CSV_MAX_ROWS = 1_000_000
+# Snapshots are pictures of faces: security staff (auditor) and admins only, never door or verifier keys.
+SnapshotReader = Annotated[ApiKey, Depends(require_role("auditor", "admin"))]
 
 
 def _csv_cell(value: object) -> object:
@@ -54,7 +57,18 @@ def _page(
         )
     except ValueError as exc:
         raise ApiError(422, "invalid_request", f"invalid filter: {exc}") from exc
-    return [EventOut.model_validate(e, from_attributes=True) for e in events], next_cursor
+    return _with_snapshot_flags(session, events), next_cursor
+
+
+def _with_snapshot_flags(session: Session, events: list[AccessEvent]) -> list[EventOut]:
+    """The events as served, with has_snapshot / has_frame (one query per page, no image read)."""
+    flags = snapshot_queries.snapshot_flags(session, (e.id for e in events))
+    out = []
+    for event in events:
+        item = EventOut.model_validate(event, from_attributes=True)
+        item.has_snapshot, item.has_frame = flags.get(event.id, snapshot_queries.NO_SNAPSHOT)
+        out.append(item)
+    return out
 
 
 class EventQuery(BaseModel):
@@ -139,4 +153,40 @@ def get_event(event_id: int, session: SessionDep, _: AuditorKey) -> EventOut:
     event = queries.get_event(session, event_id)
     if event is None:
         raise ApiError(404, "event_not_found", f"access event {event_id} does not exist")
-    return EventOut.model_validate(event, from_attributes=True)
+    return _with_snapshot_flags(session, [event])[0]
+
+
+_SNAPSHOT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The event's picture as JPEG: the subject's best face crop, or the whole frame.",
+        "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.get("/{event_id}/snapshot", response_class=Response, responses=_SNAPSHOT_RESPONSE)
+def get_snapshot(
+    event_id: int,
+    session: SessionDep,
+    _: SnapshotReader,
+    kind: Annotated[
+        Literal["face", "frame"],
+        Query(description="'face': the face crop (every snapshot has one); 'frame': the whole frame."),
+    ] = "face",
+) -> Response:
+    """The picture an access event kept (auditor and admin keys only). Events keep one when a face of
+    the subject was found and FACEGATE_SNAPSHOTS is on; the frame only at doors with
+    snapshot_full_frame. Purged after FACEGATE_SNAPSHOT_RETENTION_DAYS, and with a deleted person's
+    granted events."""
+    image = snapshot_queries.snapshot_image(session, event_id, kind)
+    if image is None:
+        if queries.get_event(session, event_id) is None:
+            raise ApiError(404, "event_not_found", f"access event {event_id} does not exist")
+        raise ApiError(
+            404,
+            "snapshot_not_found",
+            f"access event {event_id} has no {kind} snapshot (none kept, or purged)",
+        )
+    # Faces must not linger in shared caches or be sniffed into something else.
+    headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+    return Response(image, media_type="image/jpeg", headers=headers)

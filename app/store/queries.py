@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.store import snapshot_queries
 from app.store.audit_chain import event_body, link_hash
 from app.store.models import (
     DECISIONS,
@@ -59,6 +60,7 @@ def create_door(
     liveness_required: bool = True,
     liveness_undetermined: str = "deny",
     mode: str = "identify",
+    snapshot_full_frame: bool = False,
 ) -> Door:
     """Raises IntegrityError when the name is taken."""
     if liveness_undetermined not in UNDETERMINED_POLICIES:
@@ -68,6 +70,7 @@ def create_door(
     door = Door(
         name=name, liveness_required=liveness_required, liveness_undetermined=liveness_undetermined, mode=mode
     )
+    door.snapshot_full_frame = snapshot_full_frame
     session.add(door)
     session.flush()
     return door
@@ -81,6 +84,7 @@ def update_door(
     liveness_required: bool | None = None,
     liveness_undetermined: str | None = None,
     mode: str | None = None,
+    snapshot_full_frame: bool | None = None,
 ) -> Door | None:
     """Change the given fields; None leaves a field as it is. Raises IntegrityError on a taken name."""
     door = session.get(Door, door_id)
@@ -98,6 +102,8 @@ def update_door(
         door.liveness_required = liveness_required
     if liveness_undetermined is not None:
         door.liveness_undetermined = liveness_undetermined
+    if snapshot_full_frame is not None:
+        door.snapshot_full_frame = snapshot_full_frame
     session.flush()
     return door
 
@@ -228,8 +234,8 @@ def list_people(
 
 
 def delete_person(session: Session, person_id: int) -> list[int] | None:
-    """Deletes the person and (by ON DELETE CASCADE) their templates and kept enrolment photos;
-    bumps the gallery version.
+    """Deletes the person and (by ON DELETE CASCADE) their templates and kept enrolment photos, and
+    the snapshots of the events that granted them entry; bumps the gallery version.
 
     Returns the deleted template ids (for the caller's index), or None when there is no such
     person. Access events keep the bare person_id.
@@ -238,6 +244,7 @@ def delete_person(session: Session, person_id: int) -> list[int] | None:
     if person is None:
         return None
     version = _bump_gallery_version(session)
+    snapshot_queries.delete_granted_for(session, person_id)
     # Read after taking the gallery lock, so a concurrent enrolment is either seen here or fails
     # on its foreign key after we commit.
     template_ids = list(
@@ -731,6 +738,9 @@ def record_event(
     tau: float | None = None,
     mode: str | None = None,
     claim: str | None = None,
+    rule: str | None = None,
+    lockdown_id: int | None = None,
+    pin_check: str | None = None,
 ) -> AccessEvent:
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
@@ -744,6 +754,9 @@ def record_event(
         tau=tau,
         mode=mode,
         claim=claim,
+        rule=rule,
+        lockdown_id=lockdown_id,
+        pin_check=pin_check,
         frames=frames,
         frames_with_face=frames_with_face,
         liveness=liveness,
