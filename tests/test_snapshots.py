@@ -34,7 +34,7 @@ from app.store import db as store_db
 from app.store import queries as q
 from app.store import snapshot_queries as sq
 from app.store.models import AccessEvent, EventSnapshot, utcnow
-from app.vision.snapshot import MAX_SIDE_PX, best_view, crop_box, take_snapshot
+from app.vision.snapshot import MAX_SIDE_PX, SnapshotError, best_view, crop_box, take_snapshot
 from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 
@@ -176,6 +176,25 @@ def test_a_recognised_burst_keeps_a_crop_of_the_subjects_face(
     blank = _jpeg(np.full((480, 640, 3), 128, np.uint8))
     nobody = _recognise(pipeline, index, settings, [blank, blank])
     assert (nobody.reason, nobody.snapshot) == ("no_face", None)
+
+
+def test_a_failed_snapshot_leaves_the_decision_standing(
+    pipeline: Any,
+    settings: Settings,
+    gallery: tuple[FaceIndex, NDArray[np.float32]],
+    astronaut: NDArray[np.uint8],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.services import recognition
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise SnapshotError("the JPEG encoder failed")
+
+    monkeypatch.setattr(recognition, "take_snapshot", broken)
+    result = _recognise(pipeline, gallery[0], settings, [_jpeg(_door_frame(astronaut))])
+    assert (result.reason, result.decision.person_id, result.snapshot) == ("match", 1, None)
+    with pytest.raises(SnapshotError):
+        crop_box((700, 10, 800, 110), (480, 640, 3))  # a box wholly outside the frame
 
 
 def test_snapshot_settings_are_validated() -> None:

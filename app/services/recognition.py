@@ -7,6 +7,7 @@ about one person. The door's policy then says what a spoof or an undetermined bu
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from app.settings import Settings
 from app.vision.imageio import decode_image
 from app.vision.liveness_types import LivenessResult
 from app.vision.pipeline import Face, FacePipeline, StageTimer
-from app.vision.snapshot import Snapshot, take_snapshot
+from app.vision.snapshot import Snapshot, SnapshotError, take_snapshot
 from app.vision.tracking import Subject, follow_subject
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -164,12 +167,15 @@ def _judged(
     snapshot = None
     if settings.snapshots and subject.faces:
         with timer.stage("snapshot"):
-            snapshot = take_snapshot(
-                [o.frame for o in observed],
-                subject.faces,
-                full_frame=burst.policy.snapshot_full_frame,
-                quality=settings.snapshot_jpeg_quality,
-            )
+            try:
+                snapshot = take_snapshot(
+                    [o.frame for o in observed],
+                    subject.faces,
+                    full_frame=burst.policy.snapshot_full_frame,
+                    quality=settings.snapshot_jpeg_quality,
+                )
+            except SnapshotError as exc:  # the decision stands without its picture
+                log.warning("no snapshot for this event: %s", exc)
     return FramesResult(
         decision=decision,
         reason=reason,
@@ -258,6 +264,4 @@ def recognise(
         fused = decide_frame(hits[-1], tau, settings.match_margin)
     decision = fuse_burst(fused, matches, len(frames))
     reason: str = "low_quality" if decision.reason == "no_face" and subject.too_small else decision.reason
-    return _judged(
-        pipeline, subject, decision, reason, burst=burst, timer=timer, tau=tau, settings=settings
-    )
+    return _judged(pipeline, subject, decision, reason, burst=burst, timer=timer, tau=tau, settings=settings)
