@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,14 @@ _STATUS = {"not_found": 404, "conflict": 409, "invalid": 422}
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 _START = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 _END = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+
+
+def _integral(value: object) -> object:
+    # JSON Schema's integer includes 7.0; strict mode alone would refuse it (as KeyIn.door_id).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Id = Annotated[int, BeforeValidator(_integral)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -73,15 +81,15 @@ class MemberOut(BaseModel):
 
 
 class GrantIn(Strict):
-    group_id: int
-    door_id: int
-    schedule_id: int | None = Field(
+    group_id: Id
+    door_id: Id
+    schedule_id: Id | None = Field(
         default=None, description="Limit the grant to this schedule's windows; null: at any time."
     )
 
 
 class GrantPatch(Strict):
-    schedule_id: int | None = Field(description="The schedule that limits the grant; null: at any time.")
+    schedule_id: Id | None = Field(description="The schedule that limits the grant; null: at any time.")
 
 
 class GrantOut(BaseModel):
