@@ -8,6 +8,8 @@ generic message with the id, never the exception text.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +26,32 @@ log = logging.getLogger(__name__)
 
 # Seconds a client is told to wait (Retry-After) when the database cannot be reached.
 DATABASE_RETRY_AFTER_S = 2
+
+# While the database is away every request fails: one warning per this many seconds, with a count.
+DATABASE_LOG_EVERY_S = 10.0
+
+
+class _EveryFewSeconds:
+    """Counts events and lets one through per period: ``refused()`` returns how many happened
+    since the last one let through (this one included), or 0 to stay quiet."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._count = 0
+        self._last = -period_s
+        self._lock = threading.Lock()
+
+    def refused(self) -> int:
+        with self._lock:
+            self._count += 1
+            now = time.monotonic()
+            if now - self._last < self.period_s:
+                return 0
+            count, self._count, self._last = self._count, 0, now
+            return count
+
+
+_DATABASE_LOG = _EveryFewSeconds(DATABASE_LOG_EVERY_S)
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -120,15 +148,20 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     def _database_unavailable(request: Request, exc: Exception, code: str, message: str) -> JSONResponse:
-        # The class names only: a DBAPI error's text can carry the statement's parameters.
-        orig = getattr(exc, "orig", None)
-        log.warning(
-            "database unavailable on %s %s: %s%s",
-            request.method,
-            request.url.path,
-            exc.__class__.__name__,
-            f" ({orig.__class__.__name__})" if orig is not None else "",
-        )
+        refused = _DATABASE_LOG.refused()
+        if refused:
+            # The class names only: a DBAPI error's text can carry the statement's parameters.
+            orig = getattr(exc, "orig", None)
+            log.warning(
+                "database unavailable on %s %s: %s%s; %d requests answered %s in the last %.0f s",
+                request.method,
+                request.url.path,
+                exc.__class__.__name__,
+                f" ({orig.__class__.__name__})" if orig is not None else "",
+                refused,
+                code,
+                DATABASE_LOG_EVERY_S,
+            )
         return JSONResponse(
             error_body(code, message, request),
             status_code=503,
