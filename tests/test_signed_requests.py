@@ -31,6 +31,7 @@ from app.services.signing import (
     RequestSigning,
     SignatureError,
     SignedHeaders,
+    SigningConfigError,
     signature,
     string_to_sign,
 )
@@ -158,6 +159,9 @@ def test_master_key_file_is_made_once_with_mode_600(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(path.read_text().strip()) >= 32
     assert a.door_secret(1, 1) != a.door_secret(1, 2) != a.door_secret(2, 1)
     assert MasterKey(Settings(data_dir=tmp_path, secret_key=KEY)).key_id() != a.key_id()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SigningConfigError, match="cannot create"):
+        MasterKey(Settings(data_dir=tmp_path, secret_key_file=tmp_path / "a-file" / "secret.key")).key_id()
     (tmp_path / "short.key").write_text("too short\n")
     with pytest.raises(RuntimeError, match="shorter than 32"):
         MasterKey(Settings(data_dir=tmp_path, secret_key_file=tmp_path / "short.key")).key_id()

@@ -5,6 +5,7 @@ The scheme is in app/services/signing.py and the README ("Signed door requests")
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -27,6 +28,7 @@ from app.services.signing import (
 from app.store import queries
 
 router = APIRouter(prefix="/v1/doors", tags=["admin"])
+log = logging.getLogger(__name__)
 
 SIGNING_DOC = (
     "Signed requests (optional unless the door has signing_required): HMAC-SHA256 with the door's "
@@ -93,6 +95,7 @@ async def check_door_signature(
     except SignatureError as exc:
         raise ApiError(401, exc.code, exc.message) from exc
     except SigningConfigError as exc:
+        log.error("cannot check door %d's signature: %s", door_id, exc)  # names the file, never the key
         raise ApiError(
             503, "signing_unavailable", "the service's master key is unusable; see its log"
         ) from exc
@@ -128,6 +131,7 @@ def issue_signing_secret(
         issued = signing.issue(session, door)
     except SigningConfigError as exc:
         session.rollback()
+        log.error("cannot issue door %d's signing secret: %s", door_id, exc)
         raise ApiError(
             503, "signing_unavailable", "the service's master key is unusable; see its log"
         ) from exc
