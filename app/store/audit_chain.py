@@ -39,7 +39,11 @@ EVENT_FIELDS: tuple[str, ...] = (
 # Columns added to access_events after migration 0005. A link covers such a column only when it
 # is not NULL, so the links written before the column existed still verify unchanged; a later
 # edit that sets or changes it breaks the link like any other edit.
-EVENT_OPTIONAL_FIELDS: tuple[str, ...] = ()
+EVENT_OPTIONAL_FIELDS: tuple[str, ...] = (
+    "rule",  # 0006: the access rule that decided
+    "lockdown_id",  # 0007: the lockdown in force at the decision
+    "pin_check",  # 0007: what the PIN check found (never the PIN)
+)
 
 
 def _plain(value: Any) -> Any:
