@@ -44,7 +44,7 @@ events_cli = typer.Typer(no_args_is_help=True, help="The access log: event snaps
 cli.add_typer(events_cli, name="events")
 labels_cli = typer.Typer(no_args_is_help=True, help="Reviewer labels on access events.")
 cli.add_typer(labels_cli, name="labels")
-train_cli = typer.Typer(no_args_is_help=True, help="Train models on labelled faces (needs the `train` extra).")
+train_cli = typer.Typer(no_args_is_help=True, help="Train models on labelled faces (build time, CPU).")
 cli.add_typer(train_cli, name="train")
 cli.add_typer(lockdown_cli, name="lockdown")
 cli.add_typer(access_cli, name="access")
@@ -921,7 +921,8 @@ def door(
     ] = None,
 ) -> None:
     """The door client: sends a burst when a face is present and still, shows the answer, drives the
-    door outputs. The door key comes from FACEGATE_DOOR_KEY or the config's key_file."""
+    door outputs. The door key comes from FACEGATE_DOOR_KEY or the config's key_file; with a signing
+    secret (FACEGATE_DOOR_SIGNING_SECRET or signing_secret_file) every burst is signed."""
     from pydantic import ValidationError
 
     from app.door.claims import ClaimSourceError, open_claims
