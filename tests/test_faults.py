@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import functools
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -50,6 +51,10 @@ PG_ADMIN_URL = os.environ.get("FACEGATE_TEST_PG_ADMIN_URL", "postgresql://postgr
 REQUEST_BOUND_S = 15.0
 # After PostgreSQL accepts connections again, the service must answer within this (seconds).
 RECOVERY_BOUND_S = 10.0
+# These tests load the service on purpose: per-key rate limits (429) are not what they measure.
+NO_RATE_LIMITS = {
+    "FACEGATE_RATE_LIMIT_PER_S": json.dumps({"admin": 0, "door": 0, "auditor": 0, "verifier": 0})
+}
 # Ids just past PostgreSQL's INTEGER (int4) columns: people, faces, doors, keys.
 PAST_INT32 = 2**31
 
@@ -356,7 +361,7 @@ def test_kill_9_loses_no_acknowledged_write(
     then a restart that must hold everything acknowledged in either round."""
     photos = _lfw_people(60)
     run_id = uuid.uuid4().hex[:6]
-    svc = ServiceProcess(tmp_path, model_dir, database_url)
+    svc = ServiceProcess(tmp_path, model_dir, database_url, **NO_RATE_LIMITS)
     admin = _setup_service(svc)
     acked = Acked()
     with svc, httpx.Client(base_url=svc.url, timeout=60, headers=bearer(admin)) as c:
@@ -367,14 +372,14 @@ def test_kill_9_loses_no_acknowledged_write(
         )
         load(svc, todo=list(range(0, 30)))
     cut_first = acked.cut
-    with ServiceProcess(tmp_path, model_dir, database_url) as second:
+    with ServiceProcess(tmp_path, model_dir, database_url, **NO_RATE_LIMITS) as second:
         load(second, todo=list(range(30, 60)))
     # Each kill cut requests in flight; before it, nothing but success or a documented refusal
     # (a 422: no usable face in the photo).
     assert cut_first >= 1 and acked.cut > cut_first
     assert set(acked.statuses) <= {200, 201, 422}, sorted(set(acked.statuses))
 
-    again = ServiceProcess(tmp_path, model_dir, database_url)
+    again = ServiceProcess(tmp_path, model_dir, database_url, **NO_RATE_LIMITS)
     engine = store_db.make_engine(database_url or f"sqlite:///{(tmp_path / 'facegate.db').as_posix()}")
     try:
         with again, httpx.Client(base_url=again.url, timeout=60, headers=bearer(admin)) as c:
@@ -508,7 +513,7 @@ class Load:
 def test_postgresql_stopped_under_load_503_then_recovers(
     private_pg: PrivateCluster, model_dir: Path, tmp_path: Path, astronaut: NDArray[np.uint8]
 ) -> None:
-    svc = ServiceProcess(tmp_path, model_dir, private_pg.url)
+    svc = ServiceProcess(tmp_path, model_dir, private_pg.url, **NO_RATE_LIMITS)
     admin = _setup_service(svc)
     face = _jpeg(astronaut)
     with svc, httpx.Client(base_url=svc.url, timeout=60, headers=bearer(admin)) as c:
