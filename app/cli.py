@@ -680,11 +680,20 @@ def events_purge_snapshots(
 def labels_export(
     out: Annotated[Path | None, typer.Option("--out", help="Write here (default: stdout).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    snapshots: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshots",
+            help="Also write each labelled event's face crop to DIR/<event_id>.jpg (biometric data: "
+            "only when asked; events without a snapshot are skipped).",
+        ),
+    ] = None,
 ) -> None:
     """Every labelled event: event id and time, door, decision, predicted person, label, true
-    person, reviewer key, model version. Ids and decisions only: no face, photo or template."""
+    person, reviewer key, model version. Ids and decisions only: no face, photo or template
+    unless --snapshots asks for the face crops."""
     from app.store.db import SchemaError, make_session_factory
-    from app.store.labels import iter_labelled_events, write_labels
+    from app.store.labels import event_snapshot, iter_labelled_events, write_labels
 
     _setup_logging("WARNING")
     if fmt not in ("jsonl", "csv"):
@@ -699,10 +708,20 @@ def labels_export(
             else:
                 with out.open("w", newline="", encoding="utf-8") as fh:
                     count = write_labels(iter_labelled_events(session), fh, kind)
+            pictures = 0
+            if snapshots is not None:
+                snapshots.mkdir(parents=True, exist_ok=True)
+                for row in iter_labelled_events(session):
+                    jpeg = event_snapshot(session, row.event_id)
+                    if jpeg is not None:
+                        (snapshots / f"{row.event_id}.jpg").write_bytes(jpeg)
+                        pictures += 1
     except (SchemaError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{count} labelled events exported", err=True)
+    if snapshots is not None:
+        typer.echo(f"{pictures} face crops written to {snapshots}", err=True)
 
 
 @train_cli.command(

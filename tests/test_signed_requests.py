@@ -408,3 +408,65 @@ def test_a_replay_is_refused_by_another_replica_on_the_same_postgresql(
         with Session(engine) as s:
             assert s.scalar(select(func.count()).select_from(RequestNonce)) == 2
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_facegate_door_signs_with_the_secret_from_its_environment(
+    service: dict[str, Any], tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    svc, admin = service["svc"], service["admin"]
+    door = admin.post("/v1/doors", json={"name": "CLI door", "liveness_required": False}).json()["id"]
+    key = admin.post("/v1/keys", json={"role": "door", "name": "cli", "door_id": door}).json()["key"]
+    secret = admin.post(f"/v1/doors/{door}/signing-secret").json()["secret"]
+    assert admin.patch(f"/v1/doors/{door}", json={"signing_required": True}).status_code == 200
+    # A still, face-sized skin-tone blob for 4 s: the local check fires once, one burst goes out.
+    video = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (480, 360))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        img = rng.integers(20, 40, size=(360, 480, 3), dtype=np.uint8)
+        cv2.ellipse(img, (240, 180), (60, 80), 0, 0, 360, (120, 160, 220), -1)
+        writer.write(img)
+    writer.release()
+    config = tmp_path / "door.toml"
+    config.write_text("detector = 'skin'\nburst_frames = 5\nburst_fps = 5\nretry_s = 60\nmax_attempts = 1\n")
+
+    def run(env_secret: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "FACEGATE_DOOR_SIGNING_SECRET"}
+        env["FACEGATE_DOOR_KEY"] = key
+        if env_secret is not None:
+            env["FACEGATE_DOOR_SIGNING_SECRET"] = env_secret
+        args = [
+            "door",
+            "--server",
+            svc.url,
+            "--door-id",
+            str(door),
+            "--source",
+            str(video),
+            "--config",
+            str(config),
+        ]
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert secret not in done.stdout + done.stderr
+        return done.stdout
+
+    signed = run(secret)
+    assert f"door {door}: denied, no_face" in signed and "1 answers" in signed, signed
+    unsigned = run(None)
+    assert "401" in unsigned and "signature_required" in unsigned and "0 answers" in unsigned, unsigned
