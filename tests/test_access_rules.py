@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.access.authorization import Decision, Grant, Validity, decide
+from app.access.authorization import RULE_MAX_CHARS, Decision, Grant, Validity, decide
 from app.access.schedule import (
     Schedule,
     Window,
@@ -236,6 +236,14 @@ def test_validity_comes_first_and_holds_at_open_doors_too() -> None:
     empty = Validity(valid_from=now + timedelta(days=1), valid_until=now - timedelta(days=1))
     assert _decide(now, validity=empty).reason == "not_yet_valid"
     assert _decide(now + timedelta(days=2), validity=empty).reason == "expired"
+
+
+def test_a_long_rule_is_cut_to_fit_the_event_column() -> None:
+    big = 2**31 - 1
+    grants = [Grant(big - i, 1, OFFICE.id) for i in range(40)]
+    decision = _decide(at(PARIS, 2026, 12, 7, 20, 0), grants=grants, schedules=SCHEDULES)
+    assert decision.reason == "outside_schedule" and decision.rule.endswith("+36")
+    assert decision.rule.startswith(f"schedule:{big - 39},") and len(decision.rule) <= RULE_MAX_CHARS
 
 
 def test_now_must_be_timezone_aware() -> None:

@@ -29,8 +29,10 @@ from app.access.schedule import Schedule, closed_by_holiday, local_time, windows
 
 DenyReason = Literal["not_authorized", "outside_schedule", "expired", "not_yet_valid"]
 DENY_REASONS: tuple[DenyReason, ...] = ("not_authorized", "outside_schedule", "expired", "not_yet_valid")
-# Rules named in a denial's ``schedule:`` list before it is cut short ("+N more").
-_MAX_RULE_IDS = 8
+# Grant ids named in a denial's ``schedule:`` list before it is cut short ("+N" more): with 32-bit
+# ids the longest rule, "schedule:" + 4 ids + "+N", fits the event's 64-character column.
+_MAX_RULE_IDS = 4
+RULE_MAX_CHARS = 64
 
 
 @dataclass(frozen=True)

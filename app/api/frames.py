@@ -182,6 +182,11 @@ async def post_frames(
     `POST /v1/badges/revoked`), `claim_required` (no claim sent),
     `claim_not_enrolled` (the person has no face for the model version in service).
 
+    A recognised, live person then meets the access rules (/v1/access; `rule` names the one that
+    decided): `not_authorized` (the door has grants, none for their groups), `outside_schedule`,
+    `expired` or `not_yet_valid` (their validity period). A door without grants is open to everyone
+    enrolled.
+
     After the access rules, a site lockdown denies with reason `lockdown` (GET /v1/lockdown), then
     doors or people that require a PIN deny with `pin_required` (no `pin` sent: send the same burst
     again with it), `wrong_pin`, `pin_locked_out` (too many wrong PINs at this door) or `pin_not_set`.
