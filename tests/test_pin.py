@@ -195,6 +195,25 @@ def test_lockout_state_is_shared_in_sql_and_concurrent_wrong_pins_count_one_by_o
         s.commit()
     assert _check(engine, settings, pid, did, "7777") == "correct"
 
+    # A hash this code did not write (a hand-edited row) is no PIN: denied, never a crash.
+    with factory() as s:
+        again = s.get(Person, pid)
+        assert again is not None
+        again.pin_hash = "md5$5f4dcc3b5aa765d61d8327deb882cf99"
+        s.commit()
+    assert _check(engine, settings, pid, did, "7777") == "not_set"
+    # Wrong PINs and lockouts go with their person.
+    _check(engine, settings, pid, other_id, "0000")
+    with factory() as s:
+        sfq.set_pin_hash(s, s.get(Person, pid), pinlib.hash_pin("7777", log2_n=10))  # type: ignore[arg-type]
+        s.commit()
+    _check(engine, settings, pid, other_id, "0000")
+    with factory() as s:
+        assert len(sfq.pin_failures(s, pid)) == 1
+        assert q.delete_person(s, pid) is not None
+        s.commit()
+        assert s.scalars(select(PinFailure)).all() == []
+
 
 def test_migration_0007_up_down_up(db_url: str) -> None:
     from sqlalchemy import inspect

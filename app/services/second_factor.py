@@ -26,7 +26,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.access.lockdown import REASON as LOCKDOWN_REASON
 from app.access.lockdown import lockdown_denies
-from app.access.pin import PIN_REASONS, FailureState, LockoutPolicy, PinCheck, decide_pin, verify_pin
+from app.access.pin import (
+    PIN_REASONS,
+    FailureState,
+    LockoutPolicy,
+    PinCheck,
+    PinHashError,
+    check_hash,
+    decide_pin,
+    verify_pin,
+)
 from app.audit.log import record_admin_action
 from app.services.calibration import GalleryCalibration
 from app.settings import Settings
@@ -83,21 +92,28 @@ def _check_pin(
     session: Session, settings: Settings, person: Person, *, door_id: int, pin: str | None, now: datetime
 ) -> PinCheck:
     policy = lockout_policy(settings)
+    pin_hash = person.pin_hash
+    if pin_hash is not None:
+        try:
+            check_hash(pin_hash)
+        except PinHashError as exc:  # a row this code did not write: no PIN can match it
+            log.error(
+                "unusable PIN hash; set the PIN again", extra={"person_id": person.id, "problem": str(exc)}
+            )
+            pin_hash = None
     seen = sfq.peek_pin_state(session, person.id, door_id)
-    first = decide_pin(pin=pin, pin_hash=person.pin_hash, state=seen, now=now, policy=policy, matches=False)
+    first = decide_pin(pin=pin, pin_hash=pin_hash, state=seen, now=now, policy=policy, matches=False)
     if first.check != "wrong":  # not set, locked out or missing: decided without hashing anything
         return first.check
-    if pin is None or person.pin_hash is None:  # unreachable after decide_pin; keeps the types exact
+    if pin is None or pin_hash is None:  # unreachable after decide_pin; keeps the types exact
         return "missing"
-    if verify_pin(pin, person.pin_hash):  # the slow hash, before any lock
+    if verify_pin(pin, pin_hash):  # the slow hash, before any lock
         if seen != FailureState():
             sfq.save_pin_state(session, person.id, door_id, FailureState())
         return "correct"
     # Count the failure under the row lock; a lockout that another attempt set meanwhile wins.
     state = sfq.lock_pin_state(session, person.id, door_id)
-    decision = decide_pin(
-        pin=pin, pin_hash=person.pin_hash, state=state, now=now, policy=policy, matches=False
-    )
+    decision = decide_pin(pin=pin, pin_hash=pin_hash, state=state, now=now, policy=policy, matches=False)
     if decision.state is not None:
         sfq.save_pin_state(session, person.id, door_id, decision.state)
     if decision.check == "wrong" and decision.state is not None and decision.state.locked(now):
