@@ -134,7 +134,10 @@ class Publisher:
 
     def _run(self) -> None:
         if self.mqtt_url is not None:
-            self._mqtt = self._connect_mqtt(self.mqtt_url)
+            try:
+                self._mqtt = self._connect_mqtt(self.mqtt_url)
+            except (OSError, ValueError) as exc:  # TLS setup, a bad port: the webhook still goes
+                log.error("MQTT publishing is off: %s", type(exc).__name__)
         with httpx.Client(timeout=WEBHOOK_TIMEOUT_S) as http:
             while True:
                 item = self._queue.get()
@@ -146,7 +149,10 @@ class Publisher:
         body = json.dumps(payload, separators=(",", ":"))
         if self._mqtt is not None:
             topic = f"{self.prefix}/alerts" if channel == "alert" else f"{self.prefix}/events"
-            self._last = self._mqtt.publish(topic, body, qos=MQTT_QOS)
+            try:
+                self._last = self._mqtt.publish(topic, body, qos=MQTT_QOS)
+            except (OSError, ValueError, RuntimeError) as exc:  # the thread must outlive one message
+                log.warning("MQTT publish to %s failed: %s", topic, type(exc).__name__)
         if channel == "alert" and self.webhook_url is not None:
             try:
                 r = http.post(self.webhook_url, content=body, headers={"Content-Type": "application/json"})
