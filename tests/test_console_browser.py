@@ -66,11 +66,16 @@ def service(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def pw() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Any) -> Iterator[Any]:
+    b = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+    yield b
+    b.close()
 
 
 @pytest.fixture
@@ -111,7 +116,10 @@ def enrol_by_api(service: dict[str, Any], name: str, photo: bytes) -> int:
 
 
 def image_loaded(page: Page, selector: str) -> bool:
-    return bool(page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0"))
+    """Waits until the image has loaded and has pixels (raises on timeout)."""
+    image = page.locator(selector).first.element_handle()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image)
+    return True
 
 
 def test_admin_signs_in_enrols_a_real_photo_and_sees_it_in_people(
@@ -258,6 +266,54 @@ def test_a_post_without_the_csrf_token_is_refused(page: Page, service: dict[str,
     assert status == 200  # fetch followed the 303 to the new door's page
     names = {d["name"] for d in service["api"].get("/v1/doors").json()}
     assert "Scripted door" in names and "Sneaky door" not in names
+
+
+def test_enrolment_from_the_browser_camera(pw: Any, service: dict[str, Any], tmp_path: Path) -> None:
+    # Chromium's fake camera plays an MJPEG file: a real photo stands in front of the webcam.
+    photo = cv2.imread(
+        str(
+            shared_faces()
+            / "examples"
+            / "images"
+            / "alex_lacamoire"
+            / "examples__knn_examples__train__alex_lacamoire__img1.jpg"
+        )
+    )
+    assert photo is not None
+    scale = max(480 / photo.shape[0], 640 / photo.shape[1])
+    big = cv2.resize(photo, (round(photo.shape[1] * scale), round(photo.shape[0] * scale)))
+    y, x = (big.shape[0] - 480) // 2, (big.shape[1] - 640) // 2
+    frame = np.ascontiguousarray(big[y : y + 480, x : x + 640])
+    ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    video = tmp_path / "camera.mjpeg"
+    video.write_bytes(jpeg.tobytes() * 30)
+    person_id = int(service["api"].post("/v1/people", json={"name": "Alex Lacamoire"}).json()["id"])
+    browser = pw.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            "--no-sandbox",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ],
+    )
+    try:
+        context = browser.new_context(permissions=["camera"])
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        sign_in(page, service, service["admin"])
+        page.goto(f"{service['url']}/console/people/{person_id}")
+        expect(page.locator("#faces")).to_contain_text("No face enrolled yet")
+        page.click("#camera-start")
+        page.wait_for_function("() => document.getElementById('camera-video').videoWidth > 0")
+        page.click("#camera-shot")
+        expect(page.locator("#faces img")).to_have_count(1)
+        expect(page.locator("#refused")).to_have_count(0)
+    finally:
+        browser.close()
+    faces = service["api"].get(f"/v1/people/{person_id}/faces").json()
+    assert len(faces) == 1
 
 
 def test_the_console_fits_a_phone(browser: Any, service: dict[str, Any]) -> None:
