@@ -6,6 +6,7 @@ label is an admin action in the audit chain, GET returns it with the event, and
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import uuid
@@ -16,11 +17,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine, inspect, select
+from typer.testing import CliRunner
 
+from app.cli import cli
+from app.settings import get_settings
 from app.store import db as store_db
 from app.store import labels as store_labels
 from app.store import queries as q
-from app.store.models import AuditRecord
+from app.store.models import AuditRecord, EnrolmentPhoto, EventSnapshot
 from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 
@@ -130,13 +134,16 @@ def test_reviewers_label_events_and_the_log_shows_it(site: dict[str, Any]) -> No
     # Every label is an admin action in the chain, by the reviewer's key; the chain verifies.
     with store_db.make_session_factory(site["engine"])() as s:
         actions = s.scalars(select(AuditRecord).where(AuditRecord.action == "event.label")).all()
-        assert [(a.actor_key_id, a.target["event_id"], a.target["label"]) for a in actions] == [
+        targets = [a.target or {} for a in actions]
+        assert [
+            (a.actor_key_id, t["event_id"], t["label"]) for a, t in zip(actions, targets, strict=True)
+        ] == [
             (site["auditor_id"], e_ok, "correct"),
             (site["admin_id"], e_stranger, "stranger"),
             (site["auditor_id"], e_wrong, "wrong_person"),
             (site["auditor_id"], e_wrong, "spoof"),
         ]
-        assert actions[-1].target["replaced"] is True and actions[0].target["replaced"] is False
+        assert targets[-1]["replaced"] is True and targets[0]["replaced"] is False
     verified = site["svc"].cli("audit", "verify")
     assert verified.returncode == 0, verified.stderr
 
@@ -232,3 +239,79 @@ def test_label_rules_and_true_person() -> None:
     assert store_labels.true_person("wrong_person", 5, 7) == 7
     assert store_labels.true_person("stranger", 5, None) is None
     assert store_labels.true_person("spoof", 5, None) is None
+
+
+def test_site_training_faces_and_snapshot_export(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `facegate train triplet --site` reads: kept enrolment photos, and the face crops of
+    events whose label names the person (correct with a person, wrong_person); never strangers,
+    spoofs, unlabelled events or deleted people. `labels export --snapshots` writes the crops."""
+    store_db.upgrade(db_url)
+    engine = store_db.make_engine(db_url)
+    try:
+        with store_db.make_session_factory(engine)() as s:
+            door = q.create_door(s, "Side door").id
+            ada, bob, gone = (q.create_person(s, name).id for name in ("Ada", "Bob", "Gone"))
+            for person, data in ((ada, b"ada-1"), (ada, b"ada-2"), (bob, b"bob-1")):
+                s.add(
+                    EnrolmentPhoto(
+                        person_id=person, image=data, image_sha256=hashlib.sha256(data).hexdigest()
+                    )
+                )
+            s.commit()
+        granted = _event(engine, door, decision="granted", reason="match", person_id=ada)
+        mistaken = _event(engine, door, decision="granted", reason="match", person_id=ada)
+        stranger = _event(engine, door)
+        spoof = _event(engine, door, decision="granted", reason="match", person_id=bob)
+        unlabelled = _event(engine, door, decision="granted", reason="match", person_id=bob)
+        no_snapshot = _event(engine, door, decision="granted", reason="match", person_id=bob)
+        former = _event(engine, door, decision="granted", reason="match", person_id=gone)
+        with store_db.make_session_factory(engine)() as s:
+            for event in (granted, mistaken, stranger, spoof, unlabelled, former):
+                s.add(EventSnapshot(event_id=event, face_jpeg=f"face-{event}".encode(), frame_jpeg=None))
+            for event, label, named in (
+                (granted, "correct", None),
+                (mistaken, "wrong_person", bob),
+                (stranger, "stranger", None),
+                (spoof, "spoof", None),
+                (no_snapshot, "correct", None),
+                (former, "correct", None),
+            ):
+                store_labels.set_label(s, event, label, named, reviewer_key_id=None)
+            s.commit()
+            q.delete_person(s, gone)
+            s.commit()
+        with store_db.make_session_factory(engine)() as s:
+            faces = [(f.person_id, f.source, f.jpeg) for f in store_labels.iter_training_faces(s)]
+        assert faces == [
+            (ada, "enrolment", b"ada-1"),
+            (ada, "enrolment", b"ada-2"),
+            (bob, "enrolment", b"bob-1"),
+            (ada, "event", f"face-{granted}".encode()),
+            (bob, "event", f"face-{mistaken}".encode()),
+        ]
+
+        monkeypatch.setenv("FACEGATE_DATABASE_URL", db_url)
+        get_settings.cache_clear()
+        try:
+            folder = tmp_path / "crops"
+            result = CliRunner().invoke(
+                cli, ["labels", "export", "--out", str(tmp_path / "l.jsonl"), "--snapshots", str(folder)]
+            )
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        # Every labelled event that still has its snapshot (a deleted person's granted events may
+        # lose theirs with them: the snapshot policy decides), none for the one without.
+        with store_db.make_session_factory(engine)() as s:
+            kept = {
+                e for e in (granted, mistaken, stranger, spoof, former) if store_labels.event_snapshot(s, e)
+            }
+        assert {granted, mistaken, stranger, spoof} <= kept
+        assert sorted(p.name for p in folder.iterdir()) == sorted(f"{e}.jpg" for e in kept)
+        assert f"{len(kept)} face crops written" in result.output
+        assert (folder / f"{granted}.jpg").read_bytes() == f"face-{granted}".encode()
+        assert len((tmp_path / "l.jsonl").read_text().splitlines()) == 6
+    finally:
+        engine.dispose()

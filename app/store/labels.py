@@ -22,7 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.store.models import LABEL_KINDS, AccessEvent, EventLabel, utcnow
+from app.store.models import (
+    LABEL_KINDS,
+    AccessEvent,
+    EnrolmentPhoto,
+    EventLabel,
+    EventSnapshot,
+    Person,
+    utcnow,
+)
 
 # Rows fetched per round trip by the export.
 _BATCH = 1000
@@ -167,3 +175,46 @@ def write_labels(rows: Iterator[LabelledEvent], out: TextIO, fmt: ExportFormat) 
             out.write("\n")
         count += 1
     return count
+
+
+@dataclass(frozen=True)
+class TrainingFace:
+    """One face picture of a known person, for training: a kept enrolment photo, or the face crop
+    of an event whose label says who it was (correct with a person, or wrong_person)."""
+
+    person_id: int
+    source: Literal["enrolment", "event"]
+    source_id: int  # the enrolment photo's id or the event's id
+    jpeg: bytes
+
+
+def iter_training_faces(session: Session) -> Iterator[TrainingFace]:
+    """Every kept enrolment photo of a current person, then every labelled event's face crop
+    (snapshot) whose true person is known and still enrolled. Stranger and spoof labels give no
+    identity and are left out. Reads one row at a time (pictures can be large)."""
+    people = set(session.scalars(select(Person.id)))
+    for photo in session.scalars(select(EnrolmentPhoto).order_by(EnrolmentPhoto.id)).yield_per(64):
+        yield TrainingFace(photo.person_id, "enrolment", photo.id, photo.image)
+    rows = session.execute(
+        select(
+            AccessEvent.id,
+            AccessEvent.person_id,
+            EventLabel.label,
+            EventLabel.true_person_id,
+            EventSnapshot.face_jpeg,
+        )
+        .join(EventLabel, EventLabel.event_id == AccessEvent.id)
+        .join(EventSnapshot, EventSnapshot.event_id == AccessEvent.id)
+        .where(EventLabel.label.in_(("correct", "wrong_person")))
+        .order_by(AccessEvent.id)
+        .execution_options(yield_per=64)
+    )
+    for event_id, predicted, label, named, jpeg in rows:
+        who = true_person(label, predicted, named)
+        if who is not None and who in people:
+            yield TrainingFace(who, "event", event_id, jpeg)
+
+
+def event_snapshot(session: Session, event_id: int) -> bytes | None:
+    """The event's face crop (JPEG), None when it has none (or it was purged)."""
+    return session.scalars(select(EventSnapshot.face_jpeg).where(EventSnapshot.event_id == event_id)).first()
