@@ -216,11 +216,34 @@ def test_lockout_state_is_shared_in_sql_and_concurrent_wrong_pins_count_one_by_o
 
 
 def test_migration_0007_up_down_up(db_url: str) -> None:
-    from sqlalchemy import inspect
+    """Up and down over existing rows: doors and people that other tables point at must not be
+    recreated (on SQLite that trips the foreign keys)."""
+    from sqlalchemy import inspect, text
 
-    store_db.upgrade(db_url, "0007")
+    store_db.upgrade(db_url, "0006")
     eng = store_db.make_engine(db_url)
+    with eng.begin() as conn:
+        t = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+        conn.execute(
+            text(
+                "INSERT INTO doors (name, created_at, liveness_required, liveness_undetermined, mode) "
+                "VALUES ('Old', :t, :yes, 'deny', 'identify')"
+            ),
+            {"t": t, "yes": True},
+        )
+        conn.execute(text("INSERT INTO people (name, created_at) VALUES ('P', :t)"), {"t": t})
+        conn.execute(
+            text(
+                "INSERT INTO access_events (created_at, door_id, decision, reason, frames, frames_with_face, "
+                "latency_ms, model_version, request_id) VALUES (:t, 1, 'denied', 'x', 1, 1, 1.0, 'm', 'r')"
+            ),
+            {"t": t},
+        )
+    store_db.upgrade(db_url, "0007")
     try:
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT pin_required FROM doors")).scalar_one() in (False, 0)
+            assert conn.execute(text("SELECT pin_hash FROM people")).scalar_one() is None
         names = set(inspect(eng).get_table_names())
         assert {"pin_failures", "lockdowns"} <= names
         assert {"pin_required", "pin_hash"} <= {c["name"] for c in inspect(eng).get_columns("people")}

@@ -31,16 +31,14 @@ _AUTOINCREMENT = {"sqlite_autoincrement": True}
 
 
 def upgrade() -> None:
-    # Plain ADD COLUMNs (in place on SQLite); table_kwargs keep AUTOINCREMENT should batch mode
-    # ever recreate the table.
-    with op.batch_alter_table("doors", table_kwargs=_AUTOINCREMENT) as batch:
-        batch.add_column(sa.Column("pin_required", sa.Boolean(), server_default=sa.false(), nullable=False))
-    with op.batch_alter_table("people", table_kwargs=_AUTOINCREMENT) as batch:
-        batch.add_column(sa.Column("pin_required", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch.add_column(sa.Column("pin_hash", sa.String(length=200), nullable=True))
-    with op.batch_alter_table("access_events", table_kwargs=_AUTOINCREMENT) as batch:
-        batch.add_column(sa.Column("lockdown_id", sa.BigInteger(), nullable=True))
-        batch.add_column(sa.Column("pin_check", sa.String(length=16), nullable=True))
+    # Plain ADD COLUMNs, in place on both backends: no table is recreated, so rows that other
+    # tables' foreign keys point at (doors, people) stay where they are.
+    for table in ("doors", "people"):
+        required = sa.Column("pin_required", sa.Boolean(), server_default=sa.false(), nullable=False)
+        op.add_column(table, required)
+    op.add_column("people", sa.Column("pin_hash", sa.String(length=200), nullable=True))
+    op.add_column("access_events", sa.Column("lockdown_id", sa.BigInteger(), nullable=True))
+    op.add_column("access_events", sa.Column("pin_check", sa.String(length=16), nullable=True))
     op.create_table(
         "pin_failures",
         sa.Column("person_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -78,11 +76,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("lockdowns")
     op.drop_table("pin_failures")
-    with op.batch_alter_table("access_events", table_kwargs=_AUTOINCREMENT) as batch:
-        batch.drop_column("pin_check")
-        batch.drop_column("lockdown_id")
-    with op.batch_alter_table("people", table_kwargs=_AUTOINCREMENT) as batch:
-        batch.drop_column("pin_hash")
-        batch.drop_column("pin_required")
-    with op.batch_alter_table("doors", table_kwargs=_AUTOINCREMENT) as batch:
-        batch.drop_column("pin_required")
+    # ALTER TABLE ... DROP COLUMN in place (SQLite >= 3.35 too): recreating doors or people would
+    # trip the foreign keys that point at their rows.
+    op.drop_column("access_events", "pin_check")
+    op.drop_column("access_events", "lockdown_id")
+    op.drop_column("people", "pin_hash")
+    op.drop_column("people", "pin_required")
+    op.drop_column("doors", "pin_required")
