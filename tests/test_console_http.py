@@ -411,3 +411,32 @@ def test_attempts_count_denied_and_spoof_per_door_and_calibration_shows_tau(serv
     admin, _ = _sign_in(service, service["admin"])
     calibration = admin.get("/console/calibration")
     assert calibration.status_code == 200 and "τ in force" in calibration.text
+
+
+def test_auditors_see_enrolled_photos_of_people_in_the_log_only(service: dict[str, Any]) -> None:
+    from skimage import data
+
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(data.astronaut()), cv2.COLOR_RGB2BGR))
+    assert ok
+    api = service["api"]
+    person = api.post("/v1/people", json={"name": "Eileen Collins"}).json()
+    face = api.post(
+        f"/v1/people/{person['id']}/faces", files={"image": ("a.jpg", jpeg.tobytes(), "image/jpeg")}
+    )
+    assert face.status_code == 201, face.text
+    url = f"/console/people/{person['id']}/faces/{face.json()['id']}/image"
+    admin, _ = _sign_in(service, service["admin"])
+    r = admin.get(url)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    auditor, _ = _sign_in(service, service["keys"]["auditor"]["key"])
+    assert auditor.get(url).status_code == 403  # not in the access log yet
+    r = httpx.post(
+        f"{service['url']}/v1/doors/{service['door']['id']}/frames",
+        files=[("frames", ("f.jpg", jpeg.tobytes(), "image/jpeg"))],
+        headers=bearer(service["keys"]["door"]["key"]),
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.json()["person"]["id"] == person["id"]
+    assert auditor.get(url).status_code == 200
+    detail = auditor.get(f"/console/events/{r.json()['event_id']}").text
+    assert url in detail and "Eileen Collins" in detail

@@ -748,10 +748,16 @@ def delete_face(
 @router.get("/people/{person_id}/faces/{face_id}/image")
 def face_image(person_id: int, face_id: int, session: SessionDep, viewer: SecurityViewer) -> Response:
     """A small picture of one enrolled face: its thumbnail, else its kept photo scaled down. Security
-    staff see it beside an event's snapshot; nothing else of a person is shown to them."""
+    staff see it beside an event's snapshot, so only for people the access log names; admins see all."""
     template = queries.get_template(session, face_id)
     if template is None or template.person_id != person_id:
         raise ConsoleError(404, "face_not_found", f"person {person_id} has no face {face_id}")
+    if not viewer.may("admin"):
+        in_log, _ = queries.list_events(session, person_id=person_id, limit=1)
+        if not in_log:
+            raise ConsoleError(
+                403, "forbidden", "security staff see the photos of people in the access log only"
+            )
     if template.thumbnail is not None:
         return Response(template.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
     photos = queries.load_photos(session, [template.photo_id]) if template.photo_id is not None else []
