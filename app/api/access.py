@@ -52,13 +52,14 @@ def _fail(exc: svc.AccessPolicyError) -> ApiError:
     return ApiError(_STATUS[exc.kind], exc.code, exc.message)
 
 
-def _commit_or_conflict(session: Session, code: str, message: str) -> None:
-    """Commit; a concurrent writer that took the same unique name or pair first gives 409."""
+def _commit_or_conflict(session: Session, code: str, message: str, status: int = 409) -> None:
+    """Commit; a concurrent writer that took the same unique name or pair first gives 409 (or, for a
+    row deleted meanwhile, ``status``)."""
     try:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise ApiError(409, code, message) from exc
+        raise ApiError(status, code, message) from exc
 
 
 # --- bodies -----------------------------------------------------------------------------------
@@ -350,7 +351,8 @@ def update_grant(grant_id: int, body: GrantPatch, session: SessionDep, me: Admin
         grant = svc.set_grant_schedule(session, me.id, grant_id, body.schedule_id)
     except svc.AccessPolicyError as exc:
         raise _fail(exc) from exc
-    _commit_or_conflict(session, "schedule_not_found", f"schedule {body.schedule_id} was deleted meanwhile")
+    gone = f"schedule {body.schedule_id} was deleted meanwhile"
+    _commit_or_conflict(session, "schedule_not_found", gone, status=404)
     return _grant_out(grant)
 
 
