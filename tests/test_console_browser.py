@@ -333,3 +333,30 @@ def test_the_console_fits_a_phone(browser: Any, service: dict[str, Any]) -> None
             expect(page.locator("#events tr.event").first.locator(".badge")).to_be_visible()
     finally:
         context.close()
+
+
+def test_calibration_shows_tau_the_curve_and_look_alikes_side_by_side(
+    page: Page, service: dict[str, Any]
+) -> None:
+    enrol_by_api(
+        service,
+        "Kit Harington",
+        _photo("kit_harington", "examples__knn_examples__train__kit_harington__john2.jpeg"),
+    )
+    enrol_by_api(
+        service, "Lin-Manuel Miranda", _photo("lin_manuel_miranda", "examples__lin-manuel-miranda.png")
+    )
+    api_view = service["api"].get("/v1/gallery/calibration").json()
+    sign_in(page, service, service["admin"])
+    page.goto(f"{service['url']}/console/calibration")
+    facts = page.locator("#calibration")
+    expect(facts).to_contain_text(f"{api_view['people']} ({api_view['templates']} faces)")
+    expect(page.locator("svg.chart path.curve")).to_have_count(1)
+    pairs = page.locator("#look-alikes li")
+    expect(pairs).to_have_count(len(api_view["look_alikes"]))
+    closest = api_view["look_alikes"][0]
+    first = pairs.first
+    expect(first).to_contain_text(closest["person_a"]["name"])
+    expect(first).to_contain_text(closest["person_b"]["name"])
+    expect(first).to_contain_text(f"{closest['distance']:.3f}")
+    assert first.locator("img.face").count() == 2
