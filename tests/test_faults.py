@@ -42,7 +42,7 @@ from sqlalchemy import Engine, select
 
 from app.store import db as store_db
 from app.store import queries
-from app.store.models import AccessEvent, FaceTemplate, Person
+from app.store.models import AccessEvent, AuditRecord, FaceTemplate, Person
 from tests.conftest import shared_faces
 from tests.http_server import ServiceProcess, bearer, free_port
 
@@ -396,9 +396,17 @@ def test_kill_9_loses_no_acknowledged_write(
                     )
                 }
                 events = {int(e.id): e for e in conn.execute(select(AccessEvent))}
-            # Every acknowledged write is in SQL...
+                audited = [
+                    (r.action, r.target)
+                    for r in conn.execute(
+                        select(AuditRecord.action, AuditRecord.target).where(AuditRecord.event_id.is_(None))
+                    )
+                ]
+            # Every acknowledged write is in SQL, with its audit record...
             assert set(acked.people) <= people
             assert {f: templates.get(f) for f in acked.faces} == acked.faces
+            assert set(acked.people) <= {t["person_id"] for a, t in audited if a == "person.create"}
+            assert set(acked.faces) <= {t["face_id"] for a, t in audited if a == "face.enrol"}
             assert set(acked.events) <= set(events)
             for event_id, body in acked.events.items():
                 row = events[event_id]
