@@ -7,7 +7,7 @@ the audit chain, policy changes included, still verifies. The CLI makes the same
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,11 @@ import pytest
 from numpy.typing import NDArray
 from sqlalchemy import select
 
+from app.access.schedule import parse_window
+from app.services import access as rules
+from app.store import access_queries as aq
 from app.store import db as store_db
+from app.store import queries as q
 from app.store.models import AuditRecord
 from tests import test_store
 from tests.http_server import ServiceProcess, bearer
@@ -283,3 +287,48 @@ def test_authorization_end_to_end(service: dict[str, Any], photos: dict[str, byt
     ):
         assert expected in mine, (expected, mine)
     assert (True, "group.create") in actions and (False, "group.create") in actions  # CLI and API
+
+
+def test_the_decision_reads_one_door_for_one_person_in_one_query(db_url: str) -> None:
+    """app.store.access_queries.door_rights on both backends: every grant of the door, only the
+    person's groups, the windows of their schedules only, and whether the day is a holiday."""
+    store_db.upgrade(db_url)
+    engine = store_db.make_engine(db_url)
+    try:
+        with store_db.make_session_factory(engine)() as s:
+            door, other_door = q.create_door(s, "Lab").id, q.create_door(s, "Bay").id
+            person, stranger = q.create_person(s, "Ada").id, q.create_person(s, "Bob").id
+            mine, theirs, also = (rules.create_group(s, None, n).id for n in ("Mine", "Theirs", "Also"))
+            rules.add_member(s, None, mine, person)
+            rules.add_member(s, None, also, person)
+            rules.add_member(s, None, theirs, stranger)
+            office = rules.create_schedule(s, None, "Office", False, [parse_window("mon-fri 08:00-18:00")])
+            night = rules.create_schedule(s, None, "Night", True, [parse_window("sat,sun 22:00-06:00")])
+            g1 = rules.create_grant(s, None, mine, door, office.id)
+            g2 = rules.create_grant(s, None, theirs, door, night.id)
+            g3 = rules.create_grant(s, None, also, door, None)
+            rules.create_grant(s, None, mine, other_door, night.id)
+            rules.add_holiday(s, None, date(2026, 12, 25), "Christmas")
+            s.commit()
+
+            rights = aq.door_rights(s, person, door, date(2026, 12, 25))
+            assert sorted(rights.door_grants) == sorted(
+                [(g1.id, mine, office.id), (g2.id, theirs, night.id), (g3.id, also, None)]
+            )
+            assert rights.member_groups == {mine, also}
+            # Only the person's scheduled grants bring their windows; the stranger's do not.
+            assert [(r.id, r.applies_on_holidays, len(r.windows)) for r in rights.schedules] == [
+                (office.id, False, 1)
+            ]
+            assert rights.holidays == {date(2026, 12, 25)}
+            assert aq.door_rights(s, person, door, date(2026, 12, 24)).holidays == frozenset()
+            nobody = aq.door_rights(s, 999, door, date(2026, 12, 24))
+            assert (
+                nobody.member_groups == frozenset()
+                and nobody.schedules == ()
+                and len(nobody.door_grants) == 3
+            )
+            empty = aq.door_rights(s, person, q.create_door(s, "Open").id, date(2026, 12, 24))
+            assert empty.door_grants == () and empty.member_groups == frozenset()
+    finally:
+        engine.dispose()
