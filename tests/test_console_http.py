@@ -327,6 +327,22 @@ def test_sign_out_revokes_the_session(service: dict[str, Any]) -> None:
             )
         )
     assert row is not None and row.revoked_at is not None
+    # Both ends of the session are links of the audit chain, with the key and the session id only.
+    with Session(service["db"]) as s:
+        key_id = s.scalar(select(ApiKey.id).where(ApiKey.name == "console-admin"))
+        records = list(
+            s.scalars(
+                select(AuditRecord).where(
+                    AuditRecord.action.in_(["console.sign_in", "console.sign_out"]),
+                    AuditRecord.target["session_id"].as_integer() == row.id,
+                )
+            )
+        )
+    assert sorted((r.action, r.actor_key_id) for r in records) == [
+        ("console.sign_in", key_id),
+        ("console.sign_out", key_id),
+    ]
+    assert all(token not in str(r.target) for r in records)
 
 
 @pytest.mark.parametrize("column", ["expires_at", "last_seen_at"])

@@ -32,6 +32,9 @@ AdminAction = Literal[
     "door.create",
     "door.update",
     "door.signing_secret",  # a door's signing secret issued (generation, master key id; never the secret)
+    # Web console (app/console): who opened and closed a session (session id; never the token).
+    "console.sign_in",
+    "console.sign_out",
     # Revoked badges (app/api/badges.py).
     "badge.revoke",
     "badge.restore",

@@ -30,6 +30,7 @@ from app.api import admin, events, gallery, people
 from app.api.deps import ServicesDep, SessionDep
 from app.api.errors import ApiError, error_body
 from app.api.schemas import DoorIn, DoorPatch, EventOut, EventPage, KeyIn, PersonIn
+from app.audit.log import record_admin_action
 from app.console import auth, images
 from app.console.auth import Area, Viewer
 from app.console.forms import FormError, form_fields, parse_form
@@ -246,6 +247,9 @@ def login(
     except auth.SignInRefusedError as exc:
         session.rollback()
         return _render(request, "login.html", None, status_code=401, next=_safe_next(next), error=str(exc))
+    record_admin_action(
+        session, api_key.id, "console.sign_in", {"session_id": created.id, "role": api_key.role}
+    )
     session.commit()
     # Ids only: the key's secret and the session token never reach a log.
     log.info("console sign-in", extra={"key_id": api_key.id, "role": api_key.role, "session_id": created.id})
@@ -257,6 +261,7 @@ def login(
 @router.post("/logout")
 def logout(request: Request, session: SessionDep, viewer: AnyPost) -> Response:
     console_sessions.revoke_session(session, viewer.session_id)
+    record_admin_action(session, viewer.key.id, "console.sign_out", {"session_id": viewer.session_id})
     session.commit()
     log.info("console sign-out", extra={"key_id": viewer.key.id, "session_id": viewer.session_id})
     response = _redirect("/console/login")
