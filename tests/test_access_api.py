@@ -173,6 +173,8 @@ def test_authorization_end_to_end(service: dict[str, Any], photos: dict[str, byt
     past = {"valid_from": None, "valid_until": (now - timedelta(minutes=1)).isoformat()}
     r = c.put(validity, json=past, headers=site.admin)
     assert r.status_code == 200 and r.json()["group_ids"] == [engineers["id"]]
+    shown = c.get(f"/v1/people/{pid}", headers=site.admin).json()
+    assert shown["valid_from"] is None and shown["valid_until"] == r.json()["valid_until"]
     expired = site.frames(lobby, photos["door"])
     assert (expired["decision"], expired["reason"], expired["rule"]) == ("denied", "expired", "valid_until")
     future = {"valid_from": (now + timedelta(days=1)).isoformat(), "valid_until": None}

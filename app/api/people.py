@@ -41,6 +41,8 @@ def _out(person: Person, faces: int) -> PersonOut:
         external_id=person.external_id,
         created_at=person.created_at,
         faces=faces,
+        valid_from=person.valid_from,
+        valid_until=person.valid_until,
     )
 
 

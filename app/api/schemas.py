@@ -181,6 +181,12 @@ class PersonOut(BaseModel):
     external_id: str | None
     created_at: datetime
     faces: int
+    valid_from: datetime | None = Field(
+        default=None, description="Refused everywhere before this (PUT /v1/access/people/{id}/validity)."
+    )
+    valid_until: datetime | None = Field(
+        default=None, description="Refused everywhere from this on ('expired')."
+    )
 
 
 class FaceOut(BaseModel):
