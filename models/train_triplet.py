@@ -209,7 +209,7 @@ def site_photos(settings: Any, folder: Path) -> Photos:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    input: InputKind = "sface"
+    input: InputKind = "fusion"
     out_dim: int = 128
     hidden: int = 0
     margin: float = 0.2
@@ -661,6 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="facegate train triplet", description=(__doc__ or "").split("\n\n")[0].replace("\n", " ")
     )
     p.add_argument("--data", type=Path, default=Path("../shared/faces/lfw-dev"), help="one folder per person")
+    p.add_argument(
+        "--site",
+        action="store_true",
+        help="train on the site's database instead (FACEGATE_DATABASE_URL): kept enrolment photos and "
+        "the face crops of events labelled correct or wrong_person",
+    )
     p.add_argument(
         "--faces", type=Path, default=None, help="../shared/faces for --evaluate (default: --data/..)"
     )

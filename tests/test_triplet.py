@@ -243,26 +243,72 @@ def test_a_short_real_run_lowers_the_validation_loss(model_dir: Path, tmp_path: 
     assert result.best_epoch >= 1
 
 
-def test_site_photos_become_a_folder_tree_per_person(tmp_path: Path) -> None:
-    """`--site`: the site's kept enrolment photos, one folder per person id (the labelled event
-    crops join them: tests/test_labels.py::test_site_training_faces_and_snapshot_export)."""
-    from app.settings import Settings
+def test_train_triplet_on_the_site_database_end_to_end(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`facegate train triplet --site`: real LFW photos kept as enrolment photos of 12 people in
+    a site database; trains, exports the ONNX head and its manifest entry, and leaves no photo
+    or encoding behind (no cache for site data)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+    from app.settings import get_settings
     from app.store import db as store_db
     from app.store import queries as q
     from app.store.models import EnrolmentPhoto
 
+    faces = shared_faces()
+    photos = tt.read_folder_tree(faces / "lfw-dev")
+    by_person: dict[str, list[Path]] = {}
+    for path, name in zip(photos.paths, photos.identities, strict=True):
+        by_person.setdefault(name, []).append(path)
+    chosen = [n for n in sorted(by_person) if len(by_person[n]) >= 3][:12]
     url = f"sqlite:///{(tmp_path / 'site.db').as_posix()}"
     store_db.upgrade(url)
     engine = store_db.make_engine(url)
     with store_db.make_session_factory(engine)() as s:
-        ada, bob = q.create_person(s, "Ada").id, q.create_person(s, "Bob").id
-        for person, data in ((ada, b"a1"), (bob, b"b1"), (ada, b"a2")):
-            s.add(EnrolmentPhoto(person_id=person, image=data, image_sha256="0" * 64))
+        for name in chosen:
+            person = q.create_person(s, name).id
+            for path in by_person[name][:3]:
+                s.add(EnrolmentPhoto(person_id=person, image=path.read_bytes(), image_sha256="0" * 64))
         s.commit()
     engine.dispose()
-    folder = tmp_path / "tree"
-    folder.mkdir()
-    photos = tt.site_photos(Settings(data_dir=tmp_path, database_url=url), folder)
-    assert photos.identities == [f"person-{ada}", f"person-{ada}", f"person-{bob}"]
-    assert [p.read_bytes() for p in photos.paths] == [b"a1", b"a2", b"b1"]
-    assert tt.source_data_hash(photos, folder) == tt.source_data_hash(tt.read_folder_tree(folder), folder)
+    data_dir = tmp_path / "data"
+    for key, value in {
+        "FACEGATE_DATABASE_URL": url,
+        "FACEGATE_MODEL_DIR": str(model_dir),
+        "FACEGATE_DATA_DIR": str(data_dir),
+        "FACEGATE_ONNX_PROVIDERS": '["CPUExecutionProvider"]',
+    }.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    out = tmp_path / "head.onnx"
+    try:
+        args = [
+            "train",
+            "triplet",
+            "--site",
+            "--input",
+            "dlib",
+            "--epochs",
+            "3",
+            "--people",
+            "4",
+            "--out",
+            str(out),
+        ]
+        result = CliRunner().invoke(cli, args)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    entry = json.loads(out.with_suffix(".json").read_text())["triplet_head"]
+    assert entry["sha256"] == tt.sha256_of(out) and entry["kind"] == "onnx"
+    assert entry["source_data"]["people"] == 12 and entry["source_data"]["photos"] == 36
+    assert entry["input"] == {"name": "embedding", "encoder": "dlib", "dim": 128, "metric": "l2"}
+    assert entry["encoder_version"].startswith("fusion-v1:")
+    assert entry["onnx_max_abs_error"] < 1e-5
+    assert entry["training"]["val_people"] == 2 and len(entry["training"]["history"]) >= 1
+    # Nothing of the site's faces stays on disk: no embedding cache was written.
+    assert not (data_dir / "cache").exists() or not any((data_dir / "cache").iterdir())
