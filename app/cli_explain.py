@@ -82,8 +82,10 @@ def explain(
         png = encode_png(render(explanation))
         seconds = time.perf_counter() - start
         out.write_bytes(png)
-    except ExplainEventError as exc:
-        raise _fail(exc.message, 1 if exc.status == 422 else 2) from exc
+    except ExplainEventError as exc:  # no face, an unreadable image: 1; a wrong request: 2
+        raise _fail(
+            exc.message, 1 if exc.code in ("no_face", "not_an_image", "image_too_large") else 2
+        ) from exc
     except ExplainError as exc:
         raise _fail(exc.message, 1) from exc
     except (SchemaError, ModelArtifactError, ValueError, OSError) as exc:
@@ -108,6 +110,7 @@ def visualize_units(
         str | None, typer.Option("--channels", help="Comma-separated units to show instead, e.g. 3,17,40.")
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, max=32, help="Patches per unit.")] = 8,
+    cell: Annotated[int, typer.Option("--cell", min=16, max=256, help="Patch side in the grid (px).")] = 72,
     out: Annotated[Path, typer.Option("--out", help="The grid PNG to write.")] = Path("units.png"),
     encoder: Annotated[
         str | None,
@@ -161,13 +164,13 @@ def visualize_units(
         files = image_files(folder, limit)
         start = time.perf_counter()
         chips = collect_chips(files, align, progress=lambda m: typer.echo(m, err=True))
-        result = top_patches(probe, chips, chosen, top)
+        result = top_patches(probe, chips, chosen, top, cell=cell)
         field = result.field
         title = (
             f"{entry}.onnx {result.layer} ({result.channels} units): top {top} of {result.images} faces; "
             f"field {field.height.extent}x{field.width.extent} px, jump {field.height.jump}"
         )
-        out.write_bytes(encode_png(render_grid(result, title)))
+        out.write_bytes(encode_png(render_grid(result, title), compression=9))
     except (ReceptiveFieldError, ModelArtifactError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(field.describe())

@@ -17,6 +17,7 @@ from app import __version__
 from app.api import admin, badges, events, frames, gallery, health, labels, people, second_factor, verify
 from app.api import access as access_api
 from app.api import alerts as alerts_api
+from app.api import explain as explain_api
 from app.api import signing as signing_api
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import error_body, install_error_handlers
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(people.router)
     app.include_router(frames.router)
     app.include_router(events.router)
+    app.include_router(explain_api.router)
     app.include_router(labels.router)
     app.include_router(gallery.router)
     app.include_router(verify.router)

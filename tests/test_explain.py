@@ -316,3 +316,60 @@ def test_explain_cli_on_an_event(
     refused = _invoke(args, monkeypatch, model_dir, tmp_path, FACEGATE_DATABASE_URL=db_url)
     assert refused.exit_code == 2 and "names no person" in refused.output
     assert not (tmp_path / "no.png").exists()
+
+
+# --- GET /v1/events/{id}/explain through the real service ------------------------------------------
+
+
+def test_explain_endpoint_through_the_service(
+    model_dir: Path, tmp_path: Path, astronaut: NDArray[np.uint8]
+) -> None:
+    import httpx
+
+    from tests.http_server import ServiceProcess, bearer
+
+    svc = ServiceProcess(tmp_path, model_dir)
+    assert svc.cli("db", "upgrade").returncode == 0
+    created = svc.cli("keys", "create", "--role", "admin", "--name", "explain-admin")
+    assert created.returncode == 0, created.stderr
+    admin = bearer(created.stdout.strip().splitlines()[-1])
+    with svc, httpx.Client(base_url=svc.url, timeout=120) as c:
+        door = c.post("/v1/doors", json={"name": "Lobby", "liveness_required": False}, headers=admin).json()
+        keys = {}
+        for role, door_id in (("door", door["id"]), ("auditor", None), ("verifier", None)):
+            body = {"role": role, "name": f"{role}-explain", "door_id": door_id}
+            keys[role] = bearer(c.post("/v1/keys", json=body, headers=admin).json()["key"])
+        ada = c.post("/v1/people", json={"name": "Eileen"}, headers=admin).json()["id"]
+        photo = {"image": ("a.jpg", _jpeg(astronaut), "image/jpeg")}
+        enrolled = c.post(f"/v1/people/{ada}/faces", files=photo, headers=admin)
+        assert enrolled.status_code == 201, enrolled.text
+
+        def post(rgb: NDArray[np.uint8]) -> dict[str, Any]:
+            files = [("frames", ("f.jpg", _jpeg(rgb), "image/jpeg"))]
+            r = c.post(f"/v1/doors/{door['id']}/frames", files=files, headers=keys["door"])
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        granted = post(_another_view(astronaut))
+        assert (granted["decision"], granted["person"]["id"]) == ("granted", ada)
+        nobody = post(np.full((480, 640, 3), 128, np.uint8))
+        assert nobody["reason"] == "no_face"
+
+        url = f"/v1/events/{granted['event_id']}/explain"
+        r = c.get(url, params={"grid": 4}, headers=keys["auditor"])
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/png" and "no-store" in r.headers["cache-control"]
+        figure = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        assert figure is not None and figure.shape[:2] == figure_size(5)[::-1]  # the service's fusion
+
+        def error(r: httpx.Response) -> tuple[int, str]:
+            return r.status_code, str(r.json()["error"]["code"])
+
+        for key in (keys["door"], keys["verifier"]):
+            assert error(c.get(url, headers=key)) == (403, "forbidden")
+        assert error(c.get(url, params={"grid": 40}, headers=admin)) == (422, "invalid_request")
+        assert error(c.get("/v1/events/999999/explain", headers=admin)) == (404, "event_not_found")
+        assert error(c.get(f"/v1/events/{nobody['event_id']}/explain", headers=admin)) == (409, "no_person")
+        # The person deleted: their granted events lose the snapshot with the kept photos.
+        assert c.delete(f"/v1/people/{ada}", headers=admin).status_code == 204
+        assert error(c.get(url, headers=keys["auditor"]))[0] == 409

@@ -60,6 +60,15 @@ _ROUTE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         "picture of that kind (no face found, snapshots off, kind=frame at a door without "
         "snapshot_full_frame), or it was purged (retention, or its granted person was deleted).",
     },
+    ("get", "/v1/events/{event_id}/explain"): {
+        403: "`forbidden`: explanations show faces: auditor and admin keys only.",
+        404: "`event_not_found`: the path names no access event.",
+        409: "`no_person`: the event names no person; `no_snapshot`: it kept no face snapshot (none taken, "
+        "or purged); `no_reference_photo`: the person has no kept enrolment photo; `no_face` (or "
+        "`not_an_image`): no face is found in the kept snapshot or in any kept photo.",
+        503: "`busy`: too many requests wait for face inference, or `starting`; retry shortly. "
+        + _DATABASE_503,
+    },
     ("put", "/v1/events/{event_id}/label"): {
         404: "`event_not_found`: the path names no access event.",
         422: "`invalid_request` (wrong_person without true_person_id, or another label with one) or "

@@ -55,7 +55,7 @@ class UnitsResult:
     channels: int  # the layer's channel count
     units: list[int]  # the units shown
     top: list[list[UnitPatch]]  # per unit, its top patches (strongest first)
-    patches: list[list[NDArray[np.uint8]]]  # per unit, the RGB patches (CELL x CELL)
+    patches: list[list[NDArray[np.uint8]]]  # per unit, the RGB patches (cell x cell)
     images: int  # chips examined
 
 
@@ -147,6 +147,7 @@ def top_patches(
     k: int,
     *,
     batch: int = 32,
+    cell: int = CELL,
 ) -> UnitsResult:
     """The ``k`` chips that excite each unit most (one patch per chip), and those patches."""
     if len(chips) == 0:
@@ -175,13 +176,13 @@ def top_patches(
             r, c = divmod(int(position[idx, u]), width)
             row.append(UnitPatch(float(value[idx, u]), int(idx), r, c))
         top.append(row)
-        patches.append([crop_field(chips[p.chip], probe.field.box(p.row, p.col)) for p in row])
+        patches.append([crop_field(chips[p.chip], probe.field.box(p.row, p.col), cell) for p in row])
     return UnitsResult(probe.layer, probe.field, channels, list(units), top, patches, len(chips))
 
 
-def grid_size(units: int, k: int) -> tuple[int, int]:
-    """(width, height) of a grid of ``units`` rows of ``k`` patches."""
-    return LABEL_W + k * (CELL + GAP) + GAP, TITLE_H + units * (CELL + GAP) + GAP
+def grid_size(units: int, k: int, cell: int = CELL) -> tuple[int, int]:
+    """(width, height) of a grid of ``units`` rows of ``k`` patches of cell x cell pixels."""
+    return LABEL_W + k * (cell + GAP) + GAP, TITLE_H + units * (cell + GAP) + GAP
 
 
 def _text(img: NDArray[np.uint8], text: str, org: tuple[int, int], scale: float = 0.42) -> None:
@@ -191,17 +192,18 @@ def _text(img: NDArray[np.uint8], text: str, org: tuple[int, int], scale: float 
 def render_grid(result: UnitsResult, title: str) -> NDArray[np.uint8]:
     """The grid as a BGR image: one row per unit (label: unit and its top activation), k patches."""
     k = max((len(r) for r in result.patches), default=0)
-    width, height = grid_size(len(result.units), k)
+    cell = next((p.shape[0] for row in result.patches for p in row), CELL)
+    width, height = grid_size(len(result.units), k, cell)
     img = np.full((height, width, 3), 255, dtype=np.uint8)
     _text(img, title, (GAP, 19))
     for r, (unit, row, patches) in enumerate(zip(result.units, result.top, result.patches, strict=True)):
-        y = TITLE_H + r * (CELL + GAP)
-        _text(img, f"unit {unit}", (GAP, y + CELL // 2 - 4))
+        y = TITLE_H + r * (cell + GAP)
+        _text(img, f"unit {unit}", (GAP, y + cell // 2 - 4))
         if row:
-            _text(img, f"max {row[0].value:.2f}", (GAP, y + CELL // 2 + 14), 0.38)
+            _text(img, f"max {row[0].value:.2f}", (GAP, y + cell // 2 + 14), 0.38)
         for c, patch in enumerate(patches):
-            x = LABEL_W + c * (CELL + GAP)
-            img[y : y + CELL, x : x + CELL] = cv2.cvtColor(patch, cv2.COLOR_RGB2BGR)
+            x = LABEL_W + c * (cell + GAP)
+            img[y : y + cell, x : x + cell] = cv2.cvtColor(patch, cv2.COLOR_RGB2BGR)
     return img
 
 

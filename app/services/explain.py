@@ -78,12 +78,13 @@ def event_pictures(session: Session, event_id: int) -> EventPictures:
     return EventPictures(event_id, event.person_id, snapshot, photos)
 
 
-def decode_rgb(data: bytes, settings: Settings, what: str) -> NDArray[np.uint8]:
-    """Stored or uploaded image bytes -> RGB (EXIF orientation applied, as enrolment does)."""
+def decode_rgb(data: bytes, settings: Settings, what: str, status: int = 422) -> NDArray[np.uint8]:
+    """Image bytes -> RGB (EXIF orientation applied, as enrolment does); ``status`` for a picture
+    that cannot be read (409 for a stored one: the request is fine, the kept picture is not)."""
     try:
         bgr = decode_image(data, max_pixels=settings.max_image_pixels, apply_exif_orientation=True)
     except ImageError as exc:
-        raise ExplainEventError(422, exc.code, f"{what}: {exc.message}") from exc
+        raise ExplainEventError(status, exc.code, f"{what}: {exc.message}") from exc
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
@@ -91,7 +92,7 @@ def _face(pipeline: FacePipeline, rgb: NDArray[np.uint8], what: str) -> AlignedF
     try:
         return largest_face(pipeline, rgb, what)
     except ExplainError as exc:
-        raise ExplainEventError(422, exc.code, exc.message) from exc
+        raise ExplainEventError(409, exc.code, exc.message) from exc
 
 
 def nearest_reference(
@@ -109,7 +110,7 @@ def nearest_reference(
         if best is None or distance < best[0]:
             best = (distance, face)
     if best is None:
-        raise ExplainEventError(422, "no_face", "no face was found in any kept enrolment photo")
+        raise ExplainEventError(409, "no_face", "no face was found in any kept enrolment photo")
     return best[1]
 
 
@@ -125,8 +126,8 @@ def explain_event(
     """The occlusion map of event ``event_id``'s face against its person's nearest kept photo."""
     with session_factory() as session:
         pictures = event_pictures(session, event_id)
-    probe = _face(pipeline, decode_rgb(pictures.snapshot, settings, "event snapshot"), "event snapshot")
-    photos = [decode_rgb(p, settings, "enrolment photo") for p in pictures.photos]
+    probe = _face(pipeline, decode_rgb(pictures.snapshot, settings, "event snapshot", 409), "event snapshot")
+    photos = [decode_rgb(p, settings, "enrolment photo", 409) for p in pictures.photos]
     reference = nearest_reference(pipeline, probe, photos)
     occlusion = occlusion_map(
         pipeline, probe, reference.face.embedding, grid=grid, patch_fraction=patch_fraction

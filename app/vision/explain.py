@@ -421,8 +421,9 @@ def render(explanation: Explanation) -> NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(fig, cv2.COLOR_RGB2BGR), dtype=np.uint8)
 
 
-def encode_png(bgr: NDArray[np.uint8]) -> bytes:
-    ok, buf = cv2.imencode(".png", bgr)
+def encode_png(bgr: NDArray[np.uint8], compression: int = 3) -> bytes:
+    """PNG bytes; ``compression`` 0-9 (9: smallest, slowest)."""
+    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return bytes(buf.tobytes())
