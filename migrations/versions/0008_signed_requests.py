@@ -32,14 +32,14 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("doors") as batch:
-        batch.add_column(
-            sa.Column("signing_required", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
-        batch.add_column(sa.Column("signing_generation", sa.Integer(), server_default="0", nullable=False))
-        batch.add_column(sa.Column("signing_key_id", sa.String(length=16), nullable=True))
-    with op.batch_alter_table("api_keys") as batch:
-        batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+    # Plain ADD COLUMNs, in place on both backends: a batch rebuild of doors on SQLite would drop
+    # the table that access events' foreign keys point at, and fail once any event exists.
+    op.add_column(
+        "doors", sa.Column("signing_required", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
+    op.add_column("doors", sa.Column("signing_generation", sa.Integer(), server_default="0", nullable=False))
+    op.add_column("doors", sa.Column("signing_key_id", sa.String(length=16), nullable=True))
+    op.add_column("api_keys", sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "request_nonces",
         sa.Column("door_id", sa.Integer(), nullable=False),
@@ -69,9 +69,8 @@ def downgrade() -> None:
     op.drop_table("alerts")
     op.drop_index(op.f("ix_request_nonces_expires_at"), table_name="request_nonces")
     op.drop_table("request_nonces")
-    with op.batch_alter_table("api_keys") as batch:
-        batch.drop_column("expires_at")
-    with op.batch_alter_table("doors") as batch:
-        batch.drop_column("signing_key_id")
-        batch.drop_column("signing_generation")
-        batch.drop_column("signing_required")
+    # ALTER TABLE ... DROP COLUMN in place (SQLite >= 3.35 too), for the same reason.
+    op.drop_column("api_keys", "expires_at")
+    op.drop_column("doors", "signing_key_id")
+    op.drop_column("doors", "signing_generation")
+    op.drop_column("doors", "signing_required")

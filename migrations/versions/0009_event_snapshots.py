@@ -43,14 +43,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_event_snapshots")),
     )
     op.create_index(op.f("ix_event_snapshots_created_at"), "event_snapshots", ["created_at"])
-    with op.batch_alter_table("doors") as batch:
-        batch.add_column(
-            sa.Column("snapshot_full_frame", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # In place (no batch rebuild of doors: events' foreign keys point at its rows).
+    op.add_column(
+        "doors", sa.Column("snapshot_full_frame", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("doors") as batch:
-        batch.drop_column("snapshot_full_frame")
+    op.drop_column("doors", "snapshot_full_frame")
     op.drop_index(op.f("ix_event_snapshots_created_at"), table_name="event_snapshots")
     op.drop_table("event_snapshots")
