@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import cv2
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from numpy.typing import NDArray
 from sqlalchemy import select
 
@@ -23,7 +25,7 @@ from app.services import access as rules
 from app.store import access_queries as aq
 from app.store import db as store_db
 from app.store import queries as q
-from app.store.models import AuditRecord
+from app.store.models import AuditRecord, Person, UTCDateTime
 from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 
@@ -332,5 +334,66 @@ def test_the_decision_reads_one_door_for_one_person_in_one_query(db_url: str) ->
             )
             empty = aq.door_rights(s, person, q.create_door(s, "Open").id, date(2026, 12, 24))
             assert empty.door_grants == () and empty.member_groups == frozenset()
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_to_0006_keeps_every_face_and_every_door_open(db_url: str) -> None:
+    """Migration 0006 on an install with people, faces and doors: nothing is copied or lost (no
+    table rebuild of ``people``, whose faces would cascade), nobody's validity is bounded, every door
+    has no grant and so stays open; the downgrade keeps the faces too. (Core SQL only: the models
+    have columns of later revisions.)"""
+    then = datetime(2026, 1, 1, tzinfo=UTC)
+    doors = sa.table(
+        "doors", sa.column("id", sa.Integer), sa.column("name"), sa.column("created_at", UTCDateTime())
+    )
+    people = sa.table(
+        "people",
+        sa.column("id", sa.Integer),
+        sa.column("name"),
+        sa.column("created_at", UTCDateTime()),
+        sa.column("valid_from", UTCDateTime()),
+        sa.column("valid_until", UTCDateTime()),
+    )
+    faces = sa.table(
+        "face_templates",
+        sa.column("person_id", sa.Integer),
+        sa.column("dim", sa.Integer),
+        sa.column("embedding", sa.LargeBinary),
+        sa.column("model_version"),
+        sa.column("quality", sa.JSON),
+        sa.column("image_sha256"),
+        sa.column("created_at", UTCDateTime()),
+    )
+    count_faces = sa.select(sa.func.count()).select_from(faces)
+    store_db.upgrade(db_url, "0005")
+    engine = store_db.make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            door_id = conn.execute(
+                sa.insert(doors).values(name="Old door", created_at=then).returning(doors.c.id)
+            ).scalar_one()
+            pid = conn.execute(
+                sa.insert(people).values(name="Ada", created_at=then).returning(people.c.id)
+            ).scalar_one()
+            template = {
+                "embedding": b"\0" * 4,
+                "dim": 1,
+                "model_version": "m",
+                "quality": {},
+                "image_sha256": "ab",
+            }
+            conn.execute(sa.insert(faces).values(person_id=pid, created_at=then, **template))
+        store_db.upgrade(db_url, "0006")
+        with store_db.make_session_factory(engine)() as s:
+            row = s.execute(sa.select(people.c.valid_from, people.c.valid_until)).one()
+            assert tuple(row) == (None, None)
+            assert s.execute(count_faces).scalar() == 1
+            person = Person(id=pid, name="Ada", valid_from=None, valid_until=None)
+            decision = rules.authorize(s, person, door_id, datetime.now(UTC), ZoneInfo("UTC"))
+            assert (decision.allowed, decision.rule) == (True, "open_door")
+        store_db.downgrade(db_url, "0005")
+        with engine.connect() as conn:
+            assert conn.execute(count_faces).scalar() == 1
     finally:
         engine.dispose()
