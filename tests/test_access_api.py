@@ -43,7 +43,7 @@ def _jpeg(rgb: NDArray[np.uint8], quality: int = 92) -> bytes:
 def photos() -> dict[str, bytes]:
     from skimage import data
 
-    astronaut = np.ascontiguousarray(data.astronaut())
+    astronaut = np.ascontiguousarray(data.astronaut())  # type: ignore[no-untyped-call]
     frame = np.full((480, 640, 3), 60, np.uint8)  # a door frame: mirrored, darker, smaller
     frame[40:440, 120:520] = (cv2.resize(np.ascontiguousarray(astronaut[:, ::-1]), (400, 400)) * 0.8).astype(
         np.uint8
@@ -248,7 +248,7 @@ def test_authorization_end_to_end(service: dict[str, Any], photos: dict[str, byt
     def cli(*args: str) -> str:
         done = svc.cli("access", *args)
         assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+        return str(done.stdout)
 
     group_id = int(cli("groups", "create", "--name", "Night crew").split()[3])
     cli("groups", "add-member", "--group", str(group_id), "--person", str(pid))

@@ -28,8 +28,10 @@ MON, TUE, WED, THU, FRI, SAT, SUN = range(7)
 
 
 def at(zone: ZoneInfo, *fields: int) -> datetime:
-    """A site-local wall-clock time, as the UTC instant a request would carry."""
-    return datetime(*fields, tzinfo=zone).astimezone(UTC)  # type: ignore[misc]
+    """A site-local wall-clock time (year, month, day, hour, minute), as the UTC instant a request
+    would carry."""
+    year, month, day, hour, minute = fields
+    return datetime(year, month, day, hour, minute, tzinfo=zone).astimezone(UTC)
 
 
 def _decide(
