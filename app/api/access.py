@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.access.schedule import Window, format_days, format_hhmm, mask_days, parse_hhmm
+from app.access.schedule import WEEKDAYS, Window, format_days, format_hhmm, mask_days, parse_hhmm
 from app.api.deps import AdminKey, SessionDep, require_role
 from app.api.errors import ApiError
 from app.api.people import ErrorOut
@@ -112,7 +112,7 @@ class WindowIn(Strict):
 
     def window(self) -> Window:
         return Window(
-            frozenset(("mon", "tue", "wed", "thu", "fri", "sat", "sun").index(d) for d in self.days),
+            frozenset(WEEKDAYS.index(d) for d in self.days),
             parse_hhmm(self.start),
             parse_hhmm(self.end, end=True),
         )
