@@ -67,20 +67,18 @@ def _child(args: argparse.Namespace) -> None:
     pipeline = FacePipeline.load(settings, profile=args.profile)
     load = time.perf_counter() - start
     data = [Path(args.a).read_bytes(), Path(args.b).read_bytes()]
-    times = []
+    times, cpu = [], []
     distance = 0.0
     for _ in range(1 + args.repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         images = [decode_rgb(d, settings, "image") for d in data]
         explanation = explain_pair(pipeline, images[0], images[1], grid=args.grid)
         encode_png(render(explanation))
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
         distance = explanation.occlusion.base_distance
-    print(
-        json.dumps(
-            {"load": load, "first": times[0], "warm": statistics.median(times[1:]), "distance": distance}
-        )
-    )
+    result = {"load": load, "first": times[0], "warm": statistics.median(times[1:])}
+    print(json.dumps({**result, "cpu": statistics.median(cpu[1:]), "distance": distance}))
 
 
 def main() -> None:
