@@ -8,7 +8,9 @@ Each of ``--processes`` fresh Python processes, pinned to 2 cores (onnxruntime w
 threads), loads the profile's pipeline (timed: ``load``), then explains one real pair: decode both
 JPEGs, detect, align, the occlusion map (grid^2 occluded copies through each encoder, batched) and
 the PNG figure. The first explanation (``first``) and the median of ``--repeats`` more (``warm``)
-are timed. The medians over the processes are printed. ``--cli`` also times the whole command,
+are timed, and, as a yardstick of how busy the machine is, one face through the profile's
+encoders (``make bench`` measured 9.85 ms for the fusion on idle cores). The medians over the
+processes are printed. ``--cli`` also times the whole command,
 ``facegate explain A B --out F``, as a user runs it (interpreter start, imports and model loading
 included), from a fresh process each time.
 
@@ -77,8 +79,17 @@ def _child(args: argparse.Namespace) -> None:
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
         distance = explanation.occlusion.base_distance
+    # The load yardstick: one face through the profile's encoders, as `make bench` times it.
+    probe = explanation.probe
+    second = probe.chips[1][None] if len(probe.chips) > 1 else None
+    one = []
+    for _ in range(20):
+        start = time.perf_counter()
+        pipeline.encode(probe.chips[0][None], second)
+        one.append(time.perf_counter() - start)
     result = {"load": load, "first": times[0], "warm": statistics.median(times[1:])}
-    print(json.dumps({**result, "cpu": statistics.median(cpu[1:]), "distance": distance}))
+    result |= {"cpu": statistics.median(cpu[1:]), "one": statistics.median(one), "distance": distance}
+    print(json.dumps(result))
 
 
 def main() -> None:
@@ -120,6 +131,8 @@ def main() -> None:
             values = [r[key] for r in runs]
             spread = f"(min {min(values):.2f}, max {max(values):.2f})"
             print(f"  {label:<64s} {statistics.median(values):6.2f} s  {spread}")
+        one = statistics.median(r["one"] for r in runs) * 1000
+        print(f"  {'yardstick: one face through the encoders, no occlusion':<64s} {one:6.1f} ms")
         if args.cli:
             env = {**os.environ, "FACEGATE_MODEL_DIR": args.model_dir, "FACEGATE_DATA_DIR": tmp}
             env["FACEGATE_ONNX_INTRA_OP_THREADS"] = str(len(CORES))
