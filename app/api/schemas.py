@@ -49,7 +49,8 @@ RULE_DOC = (
     "The access rule that decided a recognised, live person's entry (null: the decision never reached "
     "the access rules): 'open_door' (the door has no grant: open to everyone enrolled), 'grant:<id>', "
     "'no_grant' (reason not_authorized), 'schedule:<grant ids>' or 'holiday:<YYYY-MM-DD>' (reason "
-    "outside_schedule), 'valid_until' (reason expired), 'valid_from' (reason not_yet_valid)."
+    "outside_schedule), 'valid_until' (reason expired), 'valid_from' (reason not_yet_valid); then the "
+    "checks after the rules: 'lockdown:<id>' (reason lockdown) or 'pin' (the PIN reasons)."
 )
 
 
