@@ -25,6 +25,10 @@ ProfileOpt = Annotated[
 ]
 
 
+# Refusals that are about a picture (exit 1), not about the call (exit 2).
+PICTURE_ERRORS = frozenset({"no_face", "not_an_image", "image_too_large"})
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -51,10 +55,12 @@ def explain(
 ) -> None:
     """Occlusion sensitivity: which parts of the probe's face the distance to the reference
     depends on (red: hiding it raises the distance). The largest face of each image is used."""
+    import cv2
+
     from app.cli import _checked_engine, _setup_logging, ensure_models
-    from app.services.explain import ExplainEventError, decode_rgb, explain_event
     from app.store.db import SchemaError, make_session_factory
     from app.vision.explain import ExplainError, encode_png, explain_pair, render
+    from app.vision.imageio import ImageError, decode_image
     from app.vision.manifest import ModelArtifactError
     from app.vision.pipeline import FacePipeline
     from app.vision.profiles import profile_spec
@@ -72,20 +78,31 @@ def explain(
         pipeline = FacePipeline.load(settings, profile=name)
         start = time.perf_counter()
         if event is not None:
-            with _checked_engine(settings) as engine:
-                explanation = explain_event(
-                    make_session_factory(engine), pipeline, settings, event, grid=grid, patch_fraction=patch
-                )
+            # The store and the event use case only here: a pair needs no database.
+            from app.services.explain import ExplainEventError, explain_event
+
+            try:
+                with _checked_engine(settings) as engine:
+                    sessions = make_session_factory(engine)
+                    explanation = explain_event(
+                        sessions, pipeline, settings, event, grid=grid, patch_fraction=patch
+                    )
+            except ExplainEventError as exc:  # no face, an unreadable picture: 1; no such event...: 2
+                raise _fail(exc.message, 1 if exc.code in PICTURE_ERRORS else 2) from exc
         elif pair is not None:
-            images = [decode_rgb(p.read_bytes(), settings, str(p)) for p in pair]
+            images: list[NDArray[np.uint8]] = []
+            for path in pair:
+                try:
+                    bgr = decode_image(
+                        path.read_bytes(), max_pixels=settings.max_image_pixels, apply_exif_orientation=True
+                    )
+                except ImageError as exc:
+                    raise _fail(f"{path}: {exc.message}", 1) from exc
+                images.append(np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8))
             explanation = explain_pair(pipeline, images[0], images[1], grid=grid, patch_fraction=patch)
         png = encode_png(render(explanation))
         seconds = time.perf_counter() - start
         out.write_bytes(png)
-    except ExplainEventError as exc:  # no face, an unreadable image: 1; a wrong request: 2
-        raise _fail(
-            exc.message, 1 if exc.code in ("no_face", "not_an_image", "image_too_large") else 2
-        ) from exc
     except ExplainError as exc:
         raise _fail(exc.message, 1) from exc
     except (SchemaError, ModelArtifactError, ValueError, OSError) as exc:
