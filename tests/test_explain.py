@@ -367,7 +367,7 @@ def test_explain_endpoint_through_the_service(
 
         for key in (keys["door"], keys["verifier"]):
             assert error(c.get(url, headers=key)) == (403, "forbidden")
-        assert error(c.get(url, params={"grid": 40}, headers=admin)) == (422, "invalid_request")
+        assert error(c.get(url, params={"grid": 13}, headers=admin)) == (422, "invalid_request")  # at most 12
         assert error(c.get("/v1/events/999999/explain", headers=admin)) == (404, "event_not_found")
         assert error(c.get(f"/v1/events/{nobody['event_id']}/explain", headers=admin)) == (409, "no_person")
         # The person deleted: their granted events lose the snapshot with the kept photos.

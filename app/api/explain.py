@@ -23,8 +23,9 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 # Pictures of faces: security staff (auditor) and admins only, as the snapshots themselves.
 ExplainReader = Annotated[ApiKey, Depends(require_role("auditor", "admin"))]
-# At most 16 x 16 patches here: the map costs one encoding per patch and encoder.
-API_MAX_GRID = min(MAX_GRID, 16)
+# At most 12 x 12 patches here: the map costs one encoding per patch and encoder, in the inference
+# pool that door requests share (8 x 8, the default, holds one worker about a second).
+API_MAX_GRID = min(MAX_GRID, 12)
 
 _PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
