@@ -92,7 +92,7 @@ def test_schemathesis_all_checks(
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=600 if EXAMPLES <= 20 else 40 * EXAMPLES,  # a run at length takes its time
         check=False,
         cwd=tmp_path,  # its caches (.hypothesis, .schemathesis) stay out of the repository
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
