@@ -80,7 +80,7 @@ class AlignedFace:
         corners = np.array(
             [[left, top], [right + 1, top], [right + 1, bottom + 1], [left, bottom + 1]], float
         )
-        return _apply(self.to_chip[0], corners)
+        return map_corners(self.to_chip[0], corners)
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,12 @@ def _apply(m: Affine, points: NDArray[np.float64]) -> NDArray[np.float64]:
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     out: NDArray[np.float64] = pts @ m[:, :2].T + m[:, 2]
     return out
+
+
+def map_corners(m: Affine, points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Points in pixel-corner coordinates (pixel x covers [x, x + 1)) through a warp that, as
+    OpenCV's, maps pixel centres (pixel x at x): shift to centres, map, shift back."""
+    return _apply(m, np.asarray(points, dtype=np.float64) - 0.5) + 0.5
 
 
 def _invert(m: Affine) -> Affine:
@@ -196,6 +202,7 @@ def polygon_mask(polygon: NDArray[np.float64], shape: tuple[int, ...]) -> NDArra
 
 
 def _fill(chip: NDArray[np.uint8], polygon: NDArray[np.float64], fill: int) -> None:
+    """Grey the convex polygon (pixel-corner coordinates) on the chip, in place."""
     pts = np.round((np.asarray(polygon, dtype=np.float64) - 0.5) * 16).astype(np.int32)
     cv2.fillConvexPoly(chip, pts, (fill, fill, fill), lineType=cv2.LINE_8, shift=4)
 
@@ -232,7 +239,7 @@ def occluded_chips(
         stack = np.repeat(chip[None], len(squares), axis=0)
         to_this = _compose(probe.to_chip[k], frame_to_image) if k else None
         for i, square in enumerate(squares):
-            _fill(stack[i], square if to_this is None else _apply(to_this, square), fill)
+            _fill(stack[i], square if to_this is None else map_corners(to_this, square), fill)
         stacks.append(stack)
     return stacks, squares
 
