@@ -281,11 +281,13 @@ def events(engine: Engine, fusion: FacePipeline, astronaut: NDArray[np.uint8]) -
             "no_snapshot": _event(s, door.id, ada.id),
             "stranger": _event(s, door.id, None, "unknown_person"),
             "no_photo": _event(s, door.id, bob.id),
+            "faceless": _event(s, door.id, ada.id),
         }
-        for name in ("matched", "stranger", "no_photo"):
+        for name in ("matched", "stranger", "no_photo", "faceless"):
             event = s.get(AccessEvent, ids[name])
             assert event is not None
-            snapshot_queries.add_snapshot(s, event, snapshot)
+            picture = _jpeg(np.full((200, 160, 3), 128, np.uint8)) if name == "faceless" else snapshot
+            snapshot_queries.add_snapshot(s, event, picture)
         s.commit()
     return {"factory": factory, **ids}
 
@@ -303,6 +305,7 @@ def test_explain_an_event_against_the_matched_persons_kept_photo(
         (events["no_snapshot"], 409, "no_snapshot"),
         (events["stranger"], 409, "no_person"),
         (events["no_photo"], 409, "no_reference_photo"),
+        (events["faceless"], 409, "no_face"),  # the kept picture, not the request, is the problem
     ):
         with pytest.raises(ExplainEventError) as err:
             explain_event(factory, fusion, settings, event_id)
