@@ -191,6 +191,16 @@ def visualize_units(
     except (ReceptiveFieldError, ModelArtifactError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(field.describe())
+    for unit, row in zip(result.units, result.top, strict=True):
+        where = " ".join(f"({p.row},{p.col})" for p in row)
+        share = float(result.position_share[unit])
+        typer.echo(
+            f"unit {unit}: top at map positions {where}; its commonest position in {share:.0%} of faces"
+        )
+    typer.echo(
+        f"all {result.channels} units: median {float(np.median(result.position_share)):.0%} of faces at a "
+        f"unit's commonest position (1 in {result.map_positions} if position did not matter)"
+    )
     typer.echo(
         f"{out}: {len(chosen)} units x {top} patches from {result.images} faces "
         f"({time.perf_counter() - start:.1f} s)"

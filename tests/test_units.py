@@ -235,6 +235,12 @@ def test_the_unit_grid_has_one_row_per_unit_of_top_patches(model_dir: Path, chip
         for p in row:  # each is that face's strongest response of the unit, where it says
             assert p.value == pytest.approx(float(maps[p.chip, unit].max()))
             assert maps[p.chip, unit, p.row, p.col] == pytest.approx(p.value)
+    # How much of a unit's choice is position: per unit, the share of faces at its commonest place.
+    assert result.position_share.shape == (256,) and result.map_positions == 28 * 28
+    assert np.all(result.position_share >= 1 / len(chips)) and np.all(result.position_share <= 1)
+    assert result.position_share[5] == pytest.approx(
+        np.bincount(maps[:, 5].reshape(len(chips), -1).argmax(axis=1)).max() / len(chips)
+    )
     grid = render_grid(result, "test")
     assert grid.shape == (grid_size(3, k)[1], grid_size(3, k)[0], 3)
     with pytest.raises(ValueError, match="256 units"):
@@ -265,6 +271,7 @@ def test_visualize_units_cli_writes_the_grid(
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert "relu_38: 35x35 units, receptive field 59x59 px, jump 4x4 px" in result.output
+    assert "unit 3: top at map positions (" in result.output and "(1 in 1225 if position" in result.output
     grid = cv2.imread(str(out))
     assert grid is not None and grid.shape == (grid_size(4, 2)[1], grid_size(4, 2)[0], 3)
     assert listed.exit_code == 0 and "conv_8_relu: 14x14 units, receptive field 47x47 px" in listed.output

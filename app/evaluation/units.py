@@ -57,6 +57,10 @@ class UnitsResult:
     top: list[list[UnitPatch]]  # per unit, its top patches (strongest first)
     patches: list[list[NDArray[np.uint8]]]  # per unit, the RGB patches (cell x cell)
     images: int  # chips examined
+    # Per unit of the layer: the share of chips whose strongest response is at the unit's most
+    # frequent map position (aligned faces put parts at fixed places: how much is position?)
+    position_share: NDArray[np.float64]
+    map_positions: int  # positions in the layer's map (1 / this: no preference at all)
 
 
 def with_output(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
@@ -154,11 +158,11 @@ def top_patches(
         raise ValueError("no aligned face to examine")
     values: list[NDArray[np.float32]] = []
     positions: list[NDArray[np.int64]] = []
-    width = 0
+    width = height = 0
     channels = 0
     for i in range(0, len(chips), batch):
         maps = probe.run(chips[i : i + batch], batch)
-        channels, width = maps.shape[1], maps.shape[3]
+        channels, height, width = maps.shape[1], maps.shape[2], maps.shape[3]
         v, p = strongest(maps)
         values.append(v)
         positions.append(p)
@@ -177,7 +181,12 @@ def top_patches(
             row.append(UnitPatch(float(value[idx, u]), int(idx), r, c))
         top.append(row)
         patches.append([crop_field(chips[p.chip], probe.field.box(p.row, p.col), cell) for p in row])
-    return UnitsResult(probe.layer, probe.field, channels, list(units), top, patches, len(chips))
+    share = np.array(
+        [np.bincount(position[:, c], minlength=height * width).max() for c in range(channels)], np.float64
+    ) / len(chips)
+    return UnitsResult(
+        probe.layer, probe.field, channels, list(units), top, patches, len(chips), share, height * width
+    )
 
 
 def grid_size(units: int, k: int, cell: int = CELL) -> tuple[int, int]:
