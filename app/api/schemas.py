@@ -12,6 +12,22 @@ class Strict(BaseModel):
     # strict: a JSON 0 is not false and "1" is not 1, as the schema says.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _max_length_as_sent(cls, data: Any) -> Any:
+        """The schema's maxLength is on the string as sent; pydantic checks it after stripping
+        whitespace, so a string one space too long would pass. Check it before."""
+        if not isinstance(data, dict):
+            return data
+        for name, info in cls.model_fields.items():
+            value = data.get(info.alias or name)
+            if not isinstance(value, str):
+                continue
+            limits = [m.max_length for m in info.metadata if getattr(m, "max_length", None) is not None]
+            if limits and len(value) > min(limits):
+                raise ValueError(f"{name}: at most {min(limits)} characters")
+        return data
+
 
 DOOR_MODE_DOC = (
     "'identify' (1:K: whoever comes is searched among everyone enrolled), 'claim' (badge + face: the "
