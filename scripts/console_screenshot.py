@@ -1,9 +1,10 @@
 """Screenshots of the web console for the README: docs/console-security.png (the live access log,
 desktop) and docs/console-people.png (people, phone-sized).
 
-It starts the real service on a fresh SQLite database under var/, enrols the example people of
-../shared/faces/examples with the console's own form, sends door frames (known people,
-strangers, an empty frame) through the API, and photographs the pages in Debian's Chromium.
+It starts the real service on a fresh SQLite database under var/, enrols a person with the
+console's own form, sends door frames through the API, and photographs the pages in Debian's
+Chromium. The only face is scikit-image's astronaut (Eileen Collins, a NASA photo in the public
+domain): pictures of ../shared/faces must never end up in the repository, screenshots included.
 
     .venv/bin/python scripts/console_screenshot.py [--out docs]
 """
@@ -29,21 +30,29 @@ from tests.http_server import ServiceProcess, bearer  # noqa: E402
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-FACES = REPO.parent / "shared" / "faces"
 CHROMIUM = "/usr/bin/chromium"
-# (person, enrolment photo, a later door photo or None)
-PEOPLE = [
-    ("Barack Obama", "obama/examples__knn_examples__train__obama__obama.jpg",
-     "obama/examples__knn_examples__test__obama1.jpg"),
-    ("Kit Harington", "kit_harington/examples__knn_examples__train__kit_harington__john1.jpeg",
-     "kit_harington/examples__knn_examples__test__johnsnow_test1.jpg"),
-    ("Alex Lacamoire", "alex_lacamoire/examples__knn_examples__train__alex_lacamoire__img1.jpg",
-     "alex_lacamoire/examples__knn_examples__test__alex_lacamoire1.jpg"),
-    ("Rose Leslie", "rose_leslie/examples__knn_examples__train__rose_leslie__img1.jpg",
-     "rose_leslie/examples__knn_examples__train__rose_leslie__img2.jpg"),
-    ("Lin-Manuel Miranda", "lin_manuel_miranda/examples__lin-manuel-miranda.png", None),
-]  # fmt: skip
-STRANGER = "biden/examples__knn_examples__train__biden__biden.jpg"
+
+
+def _jpeg(bgr: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", bgr)
+    if not ok:
+        sys.exit("cannot encode a JPEG")
+    return data.tobytes()
+
+
+def _pictures() -> dict[str, bytes]:
+    """The astronaut for enrolment, two other views of her for the door, and two faceless frames."""
+    from skimage import data
+
+    astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    cat = cv2.cvtColor(data.chelsea(), cv2.COLOR_RGB2BGR)
+    return {
+        "enrol": _jpeg(astronaut),
+        "door_mirrored": _jpeg(cv2.flip(astronaut, 1)),
+        "door_closer": _jpeg(cv2.resize(astronaut[0:400, 60:460], (480, 480), interpolation=cv2.INTER_AREA)),
+        "empty": _jpeg(np.full((480, 640, 3), 70, np.uint8)),
+        "cat": _jpeg(cat),
+    }
 
 
 def main() -> int:
@@ -53,8 +62,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     parser.add_argument("--model-dir", type=Path, default=REPO / "var" / "test-models")
     args = parser.parse_args()
-    if not FACES.is_dir():
-        sys.exit("../shared/faces is absent: the screenshots need its example photos")
     if shutil.which(CHROMIUM) is None:
         sys.exit(f"{CHROMIUM} is absent: apt-get install chromium")
     from playwright.sync_api import sync_playwright
@@ -62,7 +69,7 @@ def main() -> int:
     from models.build import build_models
 
     build_models(args.model_dir)
-    images = FACES / "examples" / "images"
+    pictures = _pictures()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=REPO / "var") as tmp:
         svc = ServiceProcess(Path(tmp), args.model_dir)
@@ -87,14 +94,15 @@ def main() -> int:
                 viewport={"width": 390, "height": 780}, is_mobile=True
             ).new_page()
             sign_in(admin_page, svc.url, admin)
-            for name, photo, _ in PEOPLE:
-                admin_page.goto(f"{svc.url}/console/people")
-                if not admin_page.locator("#enrol").is_visible():
-                    admin_page.click("summary:has-text('Enrol a person')")
-                admin_page.fill("#enrol input[name=name]", name)
-                admin_page.set_input_files("#enrol input[name=photo]", str(images / photo))
-                admin_page.click("#enrol button[type=submit]")
-                admin_page.wait_for_selector("#faces img")
+            enrol_photo = Path(tmp) / "eileen-collins.jpg"
+            enrol_photo.write_bytes(pictures["enrol"])
+            admin_page.goto(f"{svc.url}/console/people")
+            if not admin_page.locator("#enrol").is_visible():
+                admin_page.click("summary:has-text('Enrol a person')")
+            admin_page.fill("#enrol input[name=name]", "Eileen Collins")
+            admin_page.set_input_files("#enrol input[name=photo]", str(enrol_photo))
+            admin_page.click("#enrol button[type=submit]")
+            admin_page.wait_for_selector("#faces img")
 
             def door(photo: bytes) -> None:
                 files = [("frames", ("f.jpg", photo, "image/jpeg"))]
@@ -106,14 +114,8 @@ def main() -> int:
                 )
                 r.raise_for_status()
 
-            ok, blank = cv2.imencode(".jpg", np.full((480, 640, 3), 70, np.uint8))
-            if not ok:
-                sys.exit("cannot encode a JPEG")
-            door(blank.tobytes())
-            door((images / STRANGER).read_bytes())
-            for _, _, later in PEOPLE:
-                if later is not None:
-                    door((images / later).read_bytes())
+            for name in ("empty", "cat", "door_mirrored", "door_closer"):
+                door(pictures[name])
 
             security = browser.new_context(viewport={"width": 1000, "height": 560}).new_page()
             sign_in(security, svc.url, auditor)
