@@ -144,3 +144,25 @@ def test_max_length_is_on_the_string_as_sent() -> None:
     assert checked >= 2
     door = schemas.DoorIn.model_validate({"name": " Lobby "})
     assert door.name == "Lobby"  # whitespace is still stripped within the limit
+
+
+def test_whitespace_only_is_documented_as_refused() -> None:
+    """A name of only whitespace is stripped to "" and refused; the schema's pattern says so, for
+    exactly the characters the stripping removes."""
+    import pydantic
+
+    from app.api import schemas
+
+    schema = schemas.DoorIn.model_json_schema()["properties"]["name"]
+    pattern = re.compile(schema["pattern"])
+    for cp in [*range(0x3100), 0xFEFF]:
+        if 0xD800 <= cp < 0xE000:
+            continue
+        try:
+            schemas.DoorIn.model_validate({"name": chr(cp)})
+            accepted = True
+        except pydantic.ValidationError:
+            accepted = False
+        assert accepted == bool(pattern.search(chr(cp))), hex(cp)
+    person = schemas.PersonIn.model_json_schema()["properties"]["external_id"]["anyOf"][0]
+    assert person["pattern"] == schema["pattern"]

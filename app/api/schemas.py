@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 
 class Strict(BaseModel):
@@ -27,6 +29,29 @@ class Strict(BaseModel):
             if limits and len(value) > min(limits):
                 raise ValueError(f"{name}: at most {min(limits)} characters")
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """A string of minLength 1 with nothing but whitespace is stripped to "" and refused: say
+        so with a pattern (what pydantic strips: Unicode White_Space), unless the field has one."""
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        for prop in schema.get("properties", {}).values():
+            for option in [prop, *prop.get("anyOf", ())]:
+                if (
+                    option.get("type") == "string"
+                    and option.get("minLength") == 1
+                    and "pattern" not in option
+                ):
+                    option["pattern"] = _NOT_ONLY_WHITESPACE
+        return schema
+
+
+# One character pydantic's whitespace stripping keeps (Rust's str::trim: Unicode White_Space).
+_NOT_ONLY_WHITESPACE = (
+    "[^\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+)
 
 
 DOOR_MODE_DOC = (
