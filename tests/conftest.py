@@ -1,15 +1,23 @@
-"""Shared fixtures: real model artifacts (built once, cached under var/), dlib oracle, data paths."""
+"""Shared fixtures: real model artifacts (built once, cached under var/), dlib oracle, data paths,
+and the SQL databases every store test runs on (``db_url``, ``engine``)."""
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.settings import Settings
+from app.store import db as store_db
 from app.vision.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,3 +80,52 @@ def astronaut() -> NDArray[np.uint8]:
     from skimage import data
 
     return np.ascontiguousarray(data.astronaut())
+
+
+# SQL: every store test runs on a fresh SQLite file and on a fresh PostgreSQL schema (skipped when
+# the server at 127.0.0.1:5432, or FACEGATE_TEST_PG_URL, is unreachable).
+PG_URL = os.environ.get("FACEGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@lru_cache(maxsize=1)
+def pg_unavailable() -> str | None:
+    try:
+        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (SQLAlchemyError, ImportError) as exc:  # no server, refused, or no driver
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a new SQLite file, or a new PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        # A missing parent directory on purpose: make_engine creates it.
+        yield f"sqlite:///{(tmp_path / 'data' / 'facegate.db').as_posix()}"
+        return
+    reason = pg_unavailable()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable ({reason})")
+    schema = f"fg_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    # Every connection of the engine under test (and Alembic's) sees only this schema.
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    store_db.upgrade(db_url)
+    eng = store_db.make_engine(db_url)
+    yield eng
+    eng.dispose()

@@ -30,11 +30,7 @@ from app.settings import Settings
 from app.store import db as store_db
 from app.store import queries as q
 from app.store import security
-from tests import test_store
 from tests.http_server import ServiceProcess, bearer
-
-db_url = test_store.db_url
-
 
 # --- token buckets ---------------------------------------------------------------------------------
 
@@ -65,14 +61,6 @@ def test_rate_settings_merge_with_defaults_and_are_validated() -> None:
 
 
 # --- streaks on real SQL ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    store_db.upgrade(db_url)
-    eng = store_db.make_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 def _event(s: Any, door: int, reason: str, at: datetime, decision: str = "denied") -> int:

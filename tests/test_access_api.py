@@ -26,10 +26,8 @@ from app.store import access_queries as aq
 from app.store import db as store_db
 from app.store import queries as q
 from app.store.models import AuditRecord, Person, UTCDateTime
-from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 
-db_url = test_store.db_url
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

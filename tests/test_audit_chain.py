@@ -9,7 +9,6 @@ import itertools
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,20 +29,9 @@ from app.store import db as store_db
 from app.store import queries as q
 from app.store.audit_chain import event_body, link_hash
 from app.store.models import AccessEvent, AuditRecord, AuditState, utcnow
-from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 
 MODEL = "dlib-resnet-v1"
-# The SQLite / PostgreSQL fixture of the store tests: a fresh database (or schema) per test.
-db_url = test_store.db_url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    store_db.upgrade(db_url)
-    eng = store_db.make_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 def _session(engine: Engine) -> Session:

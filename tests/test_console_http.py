@@ -22,21 +22,9 @@ from app.store import console_sessions as cs
 from app.store import db as store_db
 from app.store import queries as q
 from app.store.models import AccessEvent, ApiKey, AuditRecord, ConsoleSession, Door, utcnow
-from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 
-db_url = test_store.db_url
-
-
 # --- the session store on SQLite and PostgreSQL ------------------------------------------------
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    store_db.upgrade(db_url)
-    eng = store_db.make_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 def _key(s: Session, role: str = "admin") -> ApiKey:

@@ -7,7 +7,6 @@ skimage's astronaut; the event path on real SQLite and PostgreSQL (skipped when 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,7 @@ from app.vision.explain import (
     render,
 )
 from app.vision.pipeline import FacePipeline
-from tests import test_store
 from tests.conftest import shared_faces
-
-db_url = test_store.db_url  # a fresh SQLite file or PostgreSQL schema per test
 
 
 @pytest.fixture(scope="module")
@@ -233,14 +229,6 @@ def test_explain_cli_writes_the_figure(
 
 
 # --- an access event: its snapshot against the person's kept photo --------------------------------
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    store_db.upgrade(db_url)
-    eng = store_db.make_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 def _event(session: Session, door_id: int, person_id: int | None, reason: str = "match") -> int:

@@ -25,10 +25,7 @@ from app.store import db as store_db
 from app.store import labels as store_labels
 from app.store import queries as q
 from app.store.models import AuditRecord, EnrolmentPhoto, EventSnapshot
-from tests import test_store
 from tests.http_server import ServiceProcess, bearer
-
-db_url = test_store.db_url
 
 
 def _event(engine: Engine, door_id: int, **fields: Any) -> int:

@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.access.lockdown import LockdownRule, lockdown_denies, validate_lockdown
-from tests import test_store
 from tests.http_server import bearer
 from tests.test_pin import PIN, Site, photos, start_site
-
-db_url = test_store.db_url
 
 
 def test_the_rule() -> None:

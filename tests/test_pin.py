@@ -9,7 +9,6 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,9 @@ from app.store import db as store_db
 from app.store import queries as q
 from app.store import second_factor_queries as sfq
 from app.store.models import AuditRecord, Person, PinFailure
-from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 from tests.test_door_client import _frame, _write_video
 
-db_url = test_store.db_url
 PIN = "482913"  # searched for in logs, events and audit records: it must appear in none
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
@@ -119,14 +116,6 @@ def test_wrong_pins_lock_out_and_a_correct_pin_resets() -> None:
 
 
 # --- SQL state (SQLite and PostgreSQL) -----------------------------------------------------------
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    store_db.upgrade(db_url)
-    eng = store_db.make_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> Settings:

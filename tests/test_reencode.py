@@ -38,8 +38,7 @@ from app.store import queries as q
 from app.store.models import EnrolmentPhoto, FaceTemplate
 from app.vision.manifest import Manifest
 from app.vision.pipeline import FacePipeline, profile_encoding_version
-from tests.conftest import SHARED_FACES
-from tests.test_store import PG_URL, _pg_unavailable
+from tests.conftest import PG_URL, SHARED_FACES, pg_unavailable
 
 SHA = "cd" * 32
 
@@ -52,7 +51,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         store_db.upgrade(url)
         yield url
         return
-    reason = _pg_unavailable()
+    reason = pg_unavailable()
     if reason is not None:
         pytest.skip(f"PostgreSQL at {PG_URL} is unreachable ({reason})")
     schema = f"fg_reencode_{uuid.uuid4().hex[:12]}"

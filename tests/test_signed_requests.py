@@ -39,24 +39,14 @@ from app.settings import Settings
 from app.store import db as store_db
 from app.store import queries as q
 from app.store.models import RequestNonce
-from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 from tests.test_service_replicas import pg_database  # noqa: F401 - the fixture
 
-db_url = test_store.db_url
 PATH = "/v1/doors/{door}/frames"
 KEY = "k" * 40
 
 
 # --- the check on real SQL ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    store_db.upgrade(db_url)
-    eng = store_db.make_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 def _headers(

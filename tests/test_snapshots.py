@@ -35,10 +35,8 @@ from app.store import queries as q
 from app.store import snapshot_queries as sq
 from app.store.models import AccessEvent, EventSnapshot, utcnow
 from app.vision.snapshot import MAX_SIDE_PX, SnapshotError, best_view, crop_box, take_snapshot
-from tests import test_store
 from tests.http_server import ServiceProcess, bearer
 
-db_url = test_store.db_url  # a fresh SQLite file or PostgreSQL schema per test
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -209,14 +207,6 @@ def test_snapshot_settings_are_validated() -> None:
 
 
 # --- the store, on SQLite and PostgreSQL ---------------------------------------------------------
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    store_db.upgrade(db_url)
-    eng = store_db.make_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 def _event(session: Session, door_id: int, **overrides: Any) -> AccessEvent:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from numpy.typing import NDArray
-from sqlalchemy import Engine, create_engine, func, inspect, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
@@ -29,53 +27,8 @@ from app.store import db as store_db
 from app.store import queries as q
 from app.store.models import AccessEvent, ApiKey, Base
 
-PG_URL = os.environ.get("FACEGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MODEL = "dlib-resnet-v1"
 SHA = "ab" * 32
-
-
-@lru_cache(maxsize=1)
-def _pg_unavailable() -> str | None:
-    try:
-        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a new SQLite file, or a new PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        # A missing parent directory on purpose: make_engine creates it.
-        yield f"sqlite:///{(tmp_path / 'data' / 'facegate.db').as_posix()}"
-        return
-    reason = _pg_unavailable()
-    if reason is not None:
-        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable ({reason})")
-    schema = f"fg_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    # Every connection of the engine under test (and Alembic's) sees only this schema.
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    store_db.upgrade(db_url)
-    eng = store_db.make_engine(db_url)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
