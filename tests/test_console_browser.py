@@ -360,3 +360,42 @@ def test_calibration_shows_tau_the_curve_and_look_alikes_side_by_side(
     expect(first).to_contain_text(closest["person_b"]["name"])
     expect(first).to_contain_text(f"{closest['distance']:.3f}")
     assert first.locator("img.face").count() == 2
+
+
+def test_a_reviewer_labels_an_event_and_opens_its_occlusion_map(page: Page, service: dict[str, Any]) -> None:
+    kit = "kit_harington"
+    # The calibration test may have enrolled him already (module order): reuse him then.
+    known = {p["name"]: p["id"] for p in service["api"].get("/v1/people").json()}
+    person = known.get("Kit Harington") or enrol_by_api(
+        service, "Kit Harington", _photo(kit, "examples__knn_examples__train__kit_harington__john1.jpeg")
+    )
+    granted = post_frame(service, _photo(kit, "examples__knn_examples__test__johnsnow_test1.jpg"))
+    assert granted["decision"] == "granted" and granted["person"]["id"] == person, granted
+    sign_in(page, service, service["auditor"])
+    page.goto(f"{service['url']}/console/events/{granted['event_id']}")
+
+    # The map is drawn only when asked, then shows as a real PNG.
+    explain = page.locator("#explain img")
+    assert explain.get_attribute("src") is None
+    page.click("#explain > summary")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#explain img');"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        timeout=60_000,
+    )
+
+    # A wrong_person label needs the person who really stood there: the API's own rule, shown.
+    page.select_option("#label-form select[name=label]", "wrong_person")
+    page.click("#label-form button[type=submit]")
+    expect(page.locator("body")).to_contain_text("true_person_id")
+    page.goto(f"{service['url']}/console/events/{granted['event_id']}")
+    page.select_option("#label-form select[name=label]", "correct")
+    page.click("#label-form button[type=submit]")
+    expect(page.locator("#labelled")).to_have_text("Label saved.")
+    expect(page.locator("#label-form select[name=label]")).to_have_value("correct")
+    label = httpx.get(
+        f"{service['url']}/v1/events/{granted['event_id']}/label",
+        headers=bearer(service["auditor"]),
+        timeout=30,
+    )
+    assert label.status_code == 200 and label.json()["label"] == "correct", label.text

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from app.api import admin, events, gallery, people
+from app.api import admin, events, gallery, labels, people
+from app.api import explain as explain_api
 from app.api.deps import ServicesDep, SessionDep
 from app.api.errors import ApiError, error_body
 from app.api.schemas import DoorIn, DoorPatch, EventOut, EventPage, KeyIn, PersonIn
@@ -489,7 +490,9 @@ def _readable(value: Any) -> Any:
 
 
 @router.get("/events/{event_id}")
-def event_detail(request: Request, event_id: int, session: SessionDep, viewer: SecurityViewer) -> Response:
+def event_detail(
+    request: Request, event_id: int, session: SessionDep, viewer: SecurityViewer, labelled: bool = False
+) -> Response:
     event = _event_or_404(session, viewer, event_id)
     row = _event_rows(session, [event])[0]
     flags = snapshot_queries.snapshot_flags(session, [event_id]).get(event_id)
@@ -516,6 +519,7 @@ def event_detail(request: Request, event_id: int, session: SessionDep, viewer: S
         liveness=liveness,
         cues=sorted((liveness.get("cues") or {}).items()),
         extra=extra,
+        labelled=labelled,
     )
 
 
@@ -532,6 +536,42 @@ def event_snapshot(
     if image is None:
         raise ConsoleError(404, "snapshot_not_found", f"event {event_id} has no {kind} snapshot")
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/events/{event_id}/label")
+async def label_event(request: Request, event_id: int, services: ServicesDep, viewer: AnyPost) -> Response:
+    """A reviewer's verdict on the event, through the API's own PUT /v1/events/{id}/label."""
+    form = await request.form()
+    person = _form_str(form, "true_person_id")
+    try:
+        body = labels.EventLabelIn.model_validate(
+            {
+                "label": _form_str(form, "label"),
+                "true_person_id": int(person) if person.isdigit() else (person or None),
+            }
+        )
+    except ValidationError as exc:
+        raise ConsoleError(422, "invalid_request", _validation_message(exc)) from exc
+
+    def put() -> None:
+        with services.sessions() as session:
+            labels.put_label(event_id=event_id, body=body, session=session, me=viewer.key)
+
+    try:
+        await run_in_threadpool(put)
+    except ApiError as exc:
+        raise ConsoleError(exc.status, exc.code, exc.message) from exc
+    return _redirect(f"/console/events/{event_id}?labelled=1")
+
+
+@router.get("/events/{event_id}/explain.png")
+async def event_explain(event_id: int, services: ServicesDep, viewer: SecurityViewer) -> Response:
+    """The occlusion map of the event's match, as GET /v1/events/{id}/explain draws it (about a
+    second in the inference pool, so the page loads it only when asked)."""
+    try:
+        return await explain_api.explain(event_id=event_id, services=services, _=viewer.key)
+    except ApiError as exc:
+        raise ConsoleError(exc.status, exc.code, exc.message) from exc
 
 
 @router.get("/attempts")

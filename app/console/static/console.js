@@ -108,4 +108,14 @@ function camera() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { liveFeed(); confirmations(); camera(); });
+
+// The occlusion map costs about a second of CPU: it is drawn only when its section is opened.
+function lazyExplain() {
+  const box = document.getElementById("explain");
+  if (!box) return;
+  box.addEventListener("toggle", () => {
+    const img = box.querySelector("img");
+    if (box.open && img && !img.getAttribute("src")) img.src = box.dataset.src;
+  });
+}
+document.addEventListener("DOMContentLoaded", () => { liveFeed(); confirmations(); camera(); lazyExplain(); });
