@@ -444,3 +444,17 @@ def test_auditors_see_enrolled_photos_of_people_in_the_log_only(service: dict[st
     assert auditor.get(url).status_code == 200
     detail = auditor.get(f"/console/events/{r.json()['event_id']}").text
     assert url in detail and "Eileen Collins" in detail
+
+
+def test_a_lockdown_in_force_shows_on_the_security_page(service: dict[str, Any]) -> None:
+    c, _ = _sign_in(service, service["keys"]["auditor"]["key"])
+    assert 'id="lockdown"' not in c.get("/console/events").text
+    api = service["api"]
+    started = api.put("/v1/lockdown", json={"mode": "all", "note": "fire drill"})
+    assert started.status_code in (200, 201), started.text
+    try:
+        page = c.get("/console/events").text
+        assert 'id="lockdown"' in page and "every door denies everyone" in page and "fire drill" in page
+    finally:
+        assert api.delete("/v1/lockdown").status_code in (200, 204)
+    assert 'id="lockdown"' not in c.get("/console/events").text

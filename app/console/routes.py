@@ -37,7 +37,7 @@ from app.console.auth import Area, Viewer
 from app.console.forms import FormError, form_fields, parse_form
 from app.services.container import Services
 from app.settings import Settings
-from app.store import console_sessions, queries, snapshot_queries
+from app.store import console_sessions, queries, second_factor_queries, snapshot_queries
 from app.store.models import ROLES, Person, utcnow
 
 log = logging.getLogger(__name__)
@@ -438,6 +438,7 @@ def events_page(
         next_url=f"/console/events?{urlencode({**params, 'cursor': next_cursor})}" if next_cursor else None,
         csv_url=f"/console/events.csv?{urlencode(params)}",
         poll_url=f"/console/api/events?{urlencode(params)}",
+        lockdown=second_factor_queries.active_lockdown(session),
     )
 
 
