@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,3 +68,16 @@ def tensor_info(name: str, elem: int, shape: list[int | str]) -> onnx.ValueInfoP
 
 FLOAT = TensorProto.FLOAT
 UINT8 = TensorProto.UINT8
+
+
+def save_model_atomic(model: onnx.ModelProto, path: Path) -> None:
+    """Write the model beside ``path`` and rename it into place: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +60,7 @@ from app.evaluation.pair_classifier import (  # noqa: E402
 )
 from app.evaluation.verification import accuracy_at, cross_validated  # noqa: E402
 from app.vision.manifest import ModelArtifactError, sha256_file  # noqa: E402
-from models.onnx_graph import FLOAT, OPSET, GraphBuilder, rename_output, tensor_info  # noqa: E402
+from models.onnx_graph import FLOAT, OPSET, GraphBuilder, rename_output, save_model_atomic, tensor_info  # noqa: E402
 
 log = logging.getLogger("train_pair_classifier")
 
@@ -394,15 +392,7 @@ def export_onnx(head: PairHead, path: Path) -> None:
         "pair_classifier",
         f"FaceGate logistic pair head ({head.kind} features): p(same) of two encodings",
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    save_model_atomic(model, path)
 
 
 def onnx_max_error(path: Path, head: PairHead, a: NDArray[np.float32], b: NDArray[np.float32]) -> float:

@@ -45,7 +45,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -55,14 +54,13 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import numpy as np
-import onnx
 from numpy.typing import NDArray
 
 from app.evaluation.metrics import at_false_accept, equal_error_rate, tradeoff
 from app.evaluation.verification import accuracy_at, best_threshold, cross_validated
 from app.gallery.metric import Metric
 from app.vision.profiles import FUSION_DLIB_SQUARED_L2, FUSION_SFACE_COSINE
-from models.onnx_graph import FLOAT, GraphBuilder, rename_output, tensor_info
+from models.onnx_graph import FLOAT, GraphBuilder, rename_output, save_model_atomic, tensor_info
 from models.triplet import (
     MINING_KINDS,
     Adam,
@@ -362,15 +360,7 @@ def export_onnx(head: Head, path: Path) -> None:
         "triplet_head",
         "FaceGate triplet-loss adaptation head: encoder embedding -> unit adapted embedding",
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    save_model_atomic(model, path)
 
 
 def run_onnx(path: Path, x: NDArray[np.float32]) -> NDArray[np.float32]:
