@@ -915,6 +915,7 @@ def serve(
 
 @cli.command()
 def door(
+    *,
     server: Annotated[
         str, typer.Option("--server", help="The service's base URL, e.g. http://127.0.0.1:8000.")
     ],

@@ -14,8 +14,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from app import __version__
-from app.api import admin, badges, events, frames, gallery, health, labels, people, second_factor, verify
 from app.api import access as access_api
+from app.api import admin, badges, events, frames, gallery, health, labels, people, second_factor, verify
 from app.api import alerts as alerts_api
 from app.api import explain as explain_api
 from app.api import signing as signing_api

@@ -111,7 +111,8 @@ class DoorConfig(_Strict):
         default=15.0,
         gt=0,
         le=600,
-        description="With --claim-from: how long a badge swipe waits for the next burst before it is dropped.",
+        description="With --claim-from: how long a badge swipe waits for the next burst before it is "
+        "dropped.",
     )
     outputs: list[Output] = Field(default_factory=list, description="Where decisions go besides the console.")
     pin_from: str | None = Field(

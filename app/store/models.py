@@ -461,7 +461,9 @@ class AccessGroup(Base):
 class AccessGroupMember(Base):
     __tablename__ = "access_group_members"
 
-    group_id: Mapped[int] = mapped_column(ForeignKey("access_groups.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("access_groups.id", ondelete="CASCADE"), primary_key=True
+    )
     person_id: Mapped[int] = mapped_column(
         ForeignKey("people.id", ondelete="CASCADE"), primary_key=True, index=True
     )
@@ -495,7 +497,9 @@ class AccessScheduleWindow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    schedule_id: Mapped[int] = mapped_column(ForeignKey("access_schedules.id", ondelete="CASCADE"), index=True)
+    schedule_id: Mapped[int] = mapped_column(
+        ForeignKey("access_schedules.id", ondelete="CASCADE"), index=True
+    )
     days: Mapped[int]
     start_minute: Mapped[int]
     end_minute: Mapped[int]
