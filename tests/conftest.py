@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -129,3 +130,33 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng = store_db.make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+# Tests that run whole services (replicas, kill -9, snapshots) need a database of their own.
+PG_ADMIN_URL = os.environ.get("FACEGATE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def new_pg_database(prefix: str) -> Iterator[str]:
+    """A new database on the shared PostgreSQL server (its SQLAlchemy URL), dropped afterwards;
+    skips the calling test when the server is unreachable."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A new PostgreSQL database for one test, dropped afterwards (skip when unreachable)."""
+    with new_pg_database("facegate") as url:
+        yield url

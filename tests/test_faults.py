@@ -46,7 +46,6 @@ from app.store.models import AccessEvent, AuditRecord, FaceTemplate, Person
 from tests.conftest import shared_faces
 from tests.http_server import ServiceProcess, bearer, free_port
 
-PG_ADMIN_URL = os.environ.get("FACEGATE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # A request must never wait longer than this for its answer, database down or not (seconds).
 REQUEST_BOUND_S = 15.0
 # After PostgreSQL accepts connections again, the service must answer within this (seconds).
@@ -60,24 +59,6 @@ PAST_INT32 = 2**31
 
 
 # --- fixtures --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A new database on the shared PostgreSQL server, dropped afterwards (skip when unreachable)."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
-    name = f"facegate_faults_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-        yield f"{base}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -40,7 +40,6 @@ from app.store import db as store_db
 from app.store import queries as q
 from app.store.models import RequestNonce
 from tests.http_server import ServiceProcess, bearer
-from tests.test_service_replicas import pg_database  # noqa: F401 - the fixture
 
 PATH = "/v1/doors/{door}/frames"
 KEY = "k" * 40
@@ -366,7 +365,7 @@ def test_the_door_client_signs_bursts_the_real_service_accepts(service: dict[str
 
 @pytest.mark.slow
 def test_a_replay_is_refused_by_another_replica_on_the_same_postgresql(
-    pg_database: str,  # noqa: F811 - the fixture
+    pg_database: str,
     model_dir: Path,
     tmp_path: Path,
 ) -> None:

@@ -35,9 +35,9 @@ from app.store import queries as q
 from app.store import snapshot_queries as sq
 from app.store.models import AccessEvent, EventSnapshot, utcnow
 from app.vision.snapshot import MAX_SIDE_PX, SnapshotError, best_view, crop_box, take_snapshot
+from tests.conftest import new_pg_database
 from tests.http_server import ServiceProcess, bearer
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -311,18 +311,8 @@ def database(
     if request.param == "sqlite":
         yield None
         return
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-    name = f"facegate_snap_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with new_pg_database("facegate_snap") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
