@@ -26,6 +26,7 @@ from typing import Any
 import onnx
 
 import app
+from app.vision.liveness import fusion_artifacts
 from app.vision.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -282,15 +283,19 @@ def _with_liveness_fusion(entries: dict[str, Any]) -> bool:
     fusion = None
     if path.is_file():
         measured = json.loads(path.read_text())
-        built = {name: entries[name]["sha256"] for name in ("liveness", "mesh") if name in entries}
-        if measured.get("artifact_sha256s") == built:
+        # Only the artifacts whose outputs the fusion's features read must be the ones it was
+        # fitted on (the file may record more: everything built when it was fitted).
+        fitted = measured.get("artifact_sha256s") or {}
+        read = fusion_artifacts(measured)
+        built = {name: entries[name]["sha256"] for name in read if name in entries}
+        if all(fitted.get(name) == built.get(name) for name in read):
             fusion = measured
         else:
             log.warning(
                 "%s was fitted on %s, not the built %s: liveness fusion left out; "
                 "rerun `python -m models.fit_liveness_fusion`",
                 path,
-                measured.get("artifact_sha256s"),
+                {name: fitted.get(name) for name in read},
                 built,
             )
     entry = entries["liveness"]

@@ -42,7 +42,14 @@ from numpy.typing import NDArray
 
 from app.evaluation.liveness_metrics import Presentation
 from app.evaluation.liveness_real import RealFigures, figures, split_by_subject
-from app.vision.liveness import DEFAULT_REJECTS, MIN_MESH_FRAMES, PAD_STRIDE, ImageCueLimits, fired_cues
+from app.vision.liveness import (
+    DEFAULT_REJECTS,
+    MIN_MESH_FRAMES,
+    PAD_STRIDE,
+    ImageCueLimits,
+    fired_cues,
+    fusion_artifacts,
+)
 from app.vision.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -353,9 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "script": "models/fit_liveness_fusion.py",
         "data": "../shared/faces/liveness (NUAA live/print runs, zubair webcam + phone-screen replay, "
         "LivePortrait live clips) as door bursts on the default profile's path",
-        # The artifacts the features came from: `facegate models build` attaches this file only to them.
+        # The artifacts the fitted features read: `facegate models build` attaches this file only to them.
         "artifact_sha256s": {
-            name: manifest.models[name].sha256 for name in ("liveness", "mesh") if name in manifest.models
+            name: manifest.models[name].sha256
+            for name in fusion_artifacts(results)
+            if name in manifest.models
         },
         "features_sha256": features_digest(bursts),
         "bursts": len(bursts),

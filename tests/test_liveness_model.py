@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from app.vision.liveness import FUSION_FEATURES, FusionModel, LivenessModel
+from app.vision.liveness import FUSION_FEATURES, FusionModel, LivenessModel, fusion_artifacts
 from app.vision.liveness_cues import FEATURE_NAMES, geometry_features
 from app.vision.liveness_types import TrackedFace
 from app.vision.manifest import Manifest, ModelArtifactError
@@ -61,7 +61,11 @@ def test_manifest_records_the_fusion_fitted_on_these_artifacts(manifest: Manifes
     """`models build` attaches models/calibration/liveness.json only to the artifacts it was fitted on."""
     fusion = manifest.details("liveness")["fusion"]
     assert fusion == json.loads(CALIBRATION.read_text())
-    assert fusion["artifact_sha256s"] == {n: manifest.models[n].sha256 for n in ("liveness", "mesh")}
+    # Bound to the artifacts its features read (the mesh), not to the simulated MLP's bytes,
+    # which differ between CPUs and which no feature of this fusion reads.
+    read = fusion_artifacts(fusion)
+    assert read == ("mesh",)
+    assert {n: fusion["artifact_sha256s"][n] for n in read} == {n: manifest.models[n].sha256 for n in read}
     assert "border" not in fusion["rejects"]  # it holds on ~40% of real live bursts
     for variant in ("with_pad", "without_pad"):
         model = FusionModel.from_details(fusion[variant])
@@ -75,6 +79,30 @@ def test_manifest_records_the_fusion_fitted_on_these_artifacts(manifest: Manifes
             }
     assert "pad_logit" in fusion["with_pad"]["features"]
     assert "pad_logit" not in fusion["without_pad"]["features"]
+
+
+def test_fusion_binds_to_the_artifacts_its_features_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fusion is attached when the artifacts its features read are the built ones, whatever the
+    bytes of an artifact it does not read (the simulated MLP's differ between CPUs); otherwise
+    it is left out, which fails safe: no burst is live."""
+    from models import build
+
+    spec = {"features": ["mesh_rotation", "cue_border_frames"]}
+    fusion = {"artifact_sha256s": {"liveness": "a" * 64, "mesh": "m" * 64}, "without_pad": spec}
+    assert fusion_artifacts(fusion) == ("mesh",)
+    assert fusion_artifacts({"with_pad": {"features": ["geometry_logit", "pad_logit"]}}) == ("liveness",)
+    monkeypatch.setattr(build, "CALIBRATION_DIR", tmp_path)
+    (tmp_path / "liveness.json").write_text(json.dumps(fusion))
+
+    entries: dict[str, dict[str, object]] = {"liveness": {"sha256": "b" * 64}, "mesh": {"sha256": "m" * 64}}
+    assert build._with_liveness_fusion(entries) is True
+    assert entries["liveness"]["fusion"] == fusion
+
+    entries = {"liveness": {"sha256": "a" * 64, "fusion": fusion}, "mesh": {"sha256": "n" * 64}}
+    assert build._with_liveness_fusion(entries) is True
+    assert "fusion" not in entries["liveness"]
 
 
 def test_fusion_p_live_is_the_logistic_of_its_terms() -> None:

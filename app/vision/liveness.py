@@ -431,6 +431,9 @@ MESH_FEATURES = (
     "mesh_rotation",
     "mesh_blink",
 )
+# The built artifacts whose outputs a fusion feature is computed from (the rest are this code's
+# image cues, or the operator's PAD model, which the manifest does not build).
+FEATURE_ARTIFACTS = {"geometry_logit": "liveness", **{f: "mesh" for f in MESH_FEATURES}}
 FUSION_FEATURES = (
     "geometry_logit",
     "cue_border_frames",
@@ -440,3 +443,18 @@ FUSION_FEATURES = (
     *MESH_FEATURES,
     "pad_logit",
 )
+
+
+def fusion_artifacts(fusion: Mapping[str, Any]) -> tuple[str, ...]:
+    """The manifest artifacts a fitted fusion (every variant) reads, sorted: the ones it must be
+    fitted on. The simulated-trained MLP (``liveness``) counts only where ``geometry_logit`` is a
+    feature; its bytes differ between CPUs (BLAS summation order in training), and a fusion that
+    does not read it must not be dropped for that."""
+    names = {
+        FEATURE_ARTIFACTS[f]
+        for variant in ("with_pad", "without_pad")
+        if isinstance(spec := fusion.get(variant), Mapping)
+        for f in spec.get("features", ())
+        if f in FEATURE_ARTIFACTS
+    }
+    return tuple(sorted(names))
