@@ -101,7 +101,10 @@ def test_per_person_collapse_and_widening() -> None:
     rng = np.random.default_rng(2)
     query = _unit(rng, 1)[0]
     # Person 1: 100 templates all nearer the query than anyone else -> one hit, its best template.
-    near = (query + _noise(rng, 100, 0.1)).astype(np.float32)
+    # Each template at its own distance (0.05-0.15): with one noise norm for all, every template
+    # would be equally near and the "best" one a float-rounding tie that differs between CPUs.
+    near = query + _noise(rng, 100, 1.0) * np.linspace(0.05, 0.15, 100, dtype=np.float32)[:, None]
+    near = near.astype(np.float32)
     far = (-query + _noise(rng, 3, 0.1)).astype(np.float32)
     vecs = np.vstack([near, far])
     pids = np.array([1] * 100 + [2] * 3, dtype=np.int64)
