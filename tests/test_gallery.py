@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from app.gallery import Decision, FaceIndex, FrameMatch, PersonHit, decide_frame, fuse_burst, fuse_frames
+from app.gallery import (
+    Decision,
+    FaceIndex,
+    FrameMatch,
+    PersonHit,
+    decide_claim,
+    decide_frame,
+    fuse_burst,
+    fuse_frames,
+)
 
 DIM = 128
 TAU = 0.6
@@ -406,6 +415,21 @@ def test_decide_frame_margin_boundary() -> None:
     # Binary-exact values: second == best + margin is a match, a hair closer is ambiguous.
     assert decide_frame([hit(1, 0.25), hit(2, 0.375)], 0.5, 0.125).outcome == "match"
     assert decide_frame([hit(1, 0.25), hit(2, 0.37)], 0.5, 0.125).outcome == "ambiguous"
+
+
+def test_decide_claim_needs_the_claimed_person_under_tau_and_nobody_nearer() -> None:
+    granted = decide_claim(hit(1, 0.40), hit(2, 0.55), TAU)
+    assert (granted.outcome, granted.person_id, granted.distance) == ("match", 1, 0.40)
+    assert (granted.second_person_id, granted.second_distance) == (2, 0.55)  # the rival, recorded
+    assert decide_claim(hit(1, 0.40), None, TAU).outcome == "match"  # nobody else enrolled
+    assert decide_claim(hit(1, 0.40), hit(2, 0.41), TAU).outcome == "match"  # no margin in 1:1
+    # The face is someone else's: a colleague nearer than the claimed person, even under tau.
+    colleague = decide_claim(hit(1, 0.45), hit(2, 0.20), TAU)
+    assert (colleague.outcome, colleague.person_id, colleague.second_person_id) == ("unknown_person", 1, 2)
+    # The face is nobody's: the claimed distance at or over tau.
+    assert decide_claim(hit(1, TAU), hit(2, 0.9), TAU).outcome == "unknown_person"
+    with pytest.raises(ValueError, match="another person"):
+        decide_claim(hit(1, 0.4), hit(1, 0.5), TAU)
 
 
 def test_decide_frame_ambiguous() -> None:

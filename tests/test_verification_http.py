@@ -252,6 +252,30 @@ def test_claim_mode_door(env: dict[str, Any]) -> None:
     )
 
 
+def test_claim_denied_when_another_enrolled_person_is_nearer(env: dict[str, Any]) -> None:
+    """A face nearer another enrolled person than the claimed one is that person's, even when it
+    is under the 1:1 tau of the claimed one: "twin" is enrolled with a second photo of Obama, and
+    Obama's own enrolment photo claiming the twin's badge is denied."""
+    photos, c, admin = env["photos"], env["c"], bearer(env["admin"])
+    door = _door(env, "claim", name="twin claim door")
+    twin = c.post("/v1/people", json={"name": "twin", "external_id": "B-TWIN"}, headers=admin).json()["id"]
+    try:
+        # The service refuses a second person with an enrolled face unless forced (a real twin).
+        r = c.post(
+            f"/v1/people/{twin}/faces?force=true", files={"image": _file(photos["obama"][1])}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+        claimed = _frames(env, door, photos["obama"][0], "B-TWIN")
+        assert (claimed["decision"], claimed["reason"]) == ("denied", "not_claimed_person"), claimed
+        # Under tau as the twin, but Obama's own template is nearer (it is this very photo).
+        assert claimed["distance"] < claimed["tau"]
+        assert claimed["second_distance"] is not None and claimed["second_distance"] < claimed["distance"]
+        own = _frames(env, door, photos["obama"][0], "B-OBAMA")
+        assert own["decision"] == "granted" and own["person"]["id"] == env["ids"]["obama"], own
+    finally:
+        assert c.delete(f"/v1/people/{twin}", headers=admin).status_code == 204
+
+
 def test_both_mode_and_identify_default(env: dict[str, Any]) -> None:
     photos = env["photos"]
     both = _door(env, "both")

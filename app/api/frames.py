@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -177,9 +178,10 @@ async def post_frames(
     """Decide whether to open the door; every decision, denied ones included, becomes an access event.
 
     Doors in mode 'claim' (and 'both', when a claim is sent) answer 1:1 against the claimed person at
-    the 1:1 tau; their extra denial reasons: `not_claimed_person` (the face is someone else's or
-    nobody's), `unknown_claim` (no person has that badge or id), `revoked_claim` (the badge is revoked:
-    `POST /v1/badges/revoked`), `claim_required` (no claim sent),
+    the 1:1 tau; their extra denial reasons: `not_claimed_person` (the face is nobody's, or
+    another enrolled person is nearer than the claimed one), `unknown_claim` (no person has that
+    badge or id), `revoked_claim` (the badge is revoked: `POST /v1/badges/revoked`),
+    `claim_required` (no claim sent),
     `claim_not_enrolled` (the person has no face for the model version in service).
 
     A recognised, live person then meets the access rules (/v1/access; `rule` names the one that
@@ -236,7 +238,13 @@ async def post_frames(
         claimed = None if claim is None else await run_in_threadpool(_claimed, services, claim, serving)
         if isinstance(claimed, ClaimedPerson):
             result = await run_inference(
-                services, verify_claim, serving.pipeline, claimed, services.settings, burst, tau_1to1
+                services,
+                partial(verify_claim, tau=tau_1to1),
+                serving.pipeline,
+                serving.index,
+                claimed,
+                services.settings,
+                burst,
             )
         else:
             # Refused before any inference: no claim, or one that names nobody enrolled.

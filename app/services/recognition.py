@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.gallery.index import FaceIndex
-from app.gallery.matching import Decision, FrameMatch, PersonHit, decide_frame, fuse_burst
+from app.gallery.matching import Decision, FrameMatch, PersonHit, decide_claim, decide_frame, fuse_burst
 from app.services.verification import distances_to
 from app.settings import Settings
 from app.vision.imageio import decode_image
@@ -194,16 +194,20 @@ def _judged(
 
 def verify_claim(
     pipeline: FacePipeline,
+    index: FaceIndex,
     claimed: ClaimedPerson,
     settings: Settings,
     burst: Burst,
+    *,
     tau: float,
 ) -> FramesResult:
     """Badge + face: is the burst's subject the claimed person (1:1, their nearest template)? CPU-heavy.
 
     The same tracking, mean encoding and liveness as :func:`recognise`; only the identity question
     differs. ``tau`` is the 1:1 threshold (``CalibrationService.tau_1to1``). A face that is not the
-    claimed person's (someone else's, or nobody's) is denied with reason ``not_claimed_person``.
+    claimed person's is denied with reason ``not_claimed_person``: nobody's (the claimed distance
+    is not under ``tau``), or someone else's (another enrolled person in ``index`` is nearer;
+    :func:`decide_claim`).
     """
     frames = burst.frames
     timer = StageTimer()
@@ -214,10 +218,13 @@ def verify_claim(
         queries = _burst_queries(pipeline, subject)
         with timer.stage("search"):
             rows = [distances_to(q, claimed.vectors, pipeline.profile.metric) for q in queries]
-        for d in rows:
+            # The two nearest people hold the nearest one other than the claimed person.
+            nearest = index.search_people(queries, k_people=2)
+        for d, hits in zip(rows, nearest, strict=True):
             best = int(np.argmin(d))
-            hit = [PersonHit(claimed.person_id, claimed.template_ids[best], float(d[best]))]
-            matches.append(decide_frame(hit, tau, 0.0))
+            hit = PersonHit(claimed.person_id, claimed.template_ids[best], float(d[best]))
+            rival = next((h for h in hits if h.person_id != claimed.person_id), None)
+            matches.append(decide_claim(hit, rival, tau))
         fused = matches.pop()
     decision = fuse_burst(fused, matches, len(frames))
     reason: str = decision.reason
