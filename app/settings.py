@@ -79,6 +79,19 @@ class Settings(BaseSettings):
             "faces below about 2x YuNet's smallest, ~20 px at 0.5, are then missed)."
         ),
     )
+    detect_max_side: int = Field(
+        default=640,
+        ge=0,
+        le=10_000,
+        description=(
+            "YuNet profiles: a frame whose longer side exceeds this is searched for faces on a copy "
+            "reduced by the smallest whole factor that fits it, and each face found is detected again "
+            "on a full-resolution crop around it (kept only if found there, with that detection); "
+            "0 = always the whole frame. Never reduced below the factor at which a face of "
+            "FACEGATE_RECOGNIZE_MIN_FACE_PX stays findable (~20 px). Detection cost grows with the "
+            "pixels: a 1280x720 photo costs about 4x a 640x360 one."
+        ),
+    )
     detect_upsample_below_px: int = Field(
         default=600,
         ge=0,

@@ -10,6 +10,7 @@ everything downstream compares them as stored.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ from app.vision.liveness import LivenessModel
 from app.vision.manifest import Manifest, ModelArtifactError, load_manifest
 from app.vision.profiles import FUSION_DLIB_SQUARED_L2, FUSION_SFACE_COSINE, ProfileSpec, profile_spec
 from app.vision.runtime import create_session
-from app.vision.yunet import YuNetDetector
+from app.vision.yunet import RELIABLE_FACE_PX, YuNetDetector
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ class FacePipeline:
         dlib_encoder: FaceEncoder | None = None,
         profile: ProfileSpec | None = None,
         detect_scale: float = 1.0,
+        detect_max_side: int = 0,
+        smallest_face_px: int = RELIABLE_FACE_PX,
         upsample_below_px: int = 600,
         min_face_px: int = 0,
         chip_padding: float = 0.25,
@@ -150,6 +153,9 @@ class FacePipeline:
             raise ValueError(f"profile {self.profile.name} cannot run detector {type(detector).__name__}")
         self.detector = detector
         self.detect_scale = detect_scale
+        self.detect_max_side = detect_max_side
+        # Below this factor a face of ``smallest_face_px`` would shrink under what YuNet finds.
+        self.min_detect_scale = min(1.0, RELIABLE_FACE_PX / max(smallest_face_px, 1))
         self.liveness = liveness
         self.landmarks = landmarks
         self.landmarks68 = landmarks68  # for the blink cue only; alignment uses the 5 points
@@ -219,6 +225,8 @@ class FacePipeline:
             dlib_encoder=dlib_encoder,
             profile=spec,
             detect_scale=settings.detect_scale,
+            detect_max_side=settings.detect_max_side,
+            smallest_face_px=min(settings.recognize_min_face_px, settings.enrol_min_face_px),
             upsample_below_px=settings.detect_upsample_below_px,
             min_face_px=settings.detect_min_face_px,
             chip_padding=float(manifest.details("encoder")["chip"]["padding"]),
@@ -275,11 +283,27 @@ class FacePipeline:
         """dlib's pyramid_up once for small photos (so ~40 px faces are found), never for big frames."""
         return 1 if max(shape[0], shape[1]) < self.upsample_below_px else 0
 
+    def detect_scale_for(self, shape: tuple[int, ...]) -> float:
+        """YuNet's scale for a frame of this shape: ``detect_scale``, or where the longer side is over
+        ``detect_max_side``, 1/n for the smallest whole n that fits it, but never below
+        ``min_detect_scale`` (faces are then refined at full resolution, ``YuNetDetector.detect``).
+
+        Whole factors only: a reduction must at least halve each side to pay for the refinement
+        (measured on an 853x480 portrait: YuNet at 0.75 plus the refinement took 10.4 ms against
+        8.6 ms on the whole frame), and an integer area resize is the cheap one.
+        """
+        longer = max(shape[0], shape[1])
+        if not self.detect_max_side or longer * self.detect_scale <= self.detect_max_side:
+            return self.detect_scale
+        factor = math.ceil(longer / self.detect_max_side)
+        return min(self.detect_scale, max(1.0 / factor, self.min_detect_scale))
+
     def detect(self, rgb: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Detection]:
         timer = timer or StageTimer()
         with timer.stage("detect"):
             if isinstance(self.detector, YuNetDetector):
-                return list(self.detector.detect(rgb, scale=self.detect_scale, min_size=self.min_face_px))
+                scale = self.detect_scale_for(rgb.shape)
+                return list(self.detector.detect(rgb, scale=scale, min_size=self.min_face_px))
             return self.detector.detect(rgb, upsample=self.upsample_for(rgb.shape), min_size=self.min_face_px)
 
     def faces_rgb(self, rgb: NDArray[np.uint8], timer: StageTimer | None = None) -> list[Face]:

@@ -66,6 +66,9 @@ class YuNetConfig:
 
 # Context kept around a face when it is re-detected at full resolution, in face sizes per side.
 REFINE_MARGIN = 0.5
+# The narrowest face YuNet finds reliably, about twice its smallest anchor: a reduced frame keeps the
+# smallest face the service uses at least this wide.
+RELIABLE_FACE_PX = 20
 
 
 def _iou(rect: NDArray[np.float64], rects: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -149,8 +152,10 @@ class YuNetDetector:
         embedding of a door-frame face moves to a median cosine of 0.96 against full
         resolution), so with ``refine`` each face found is detected again at full resolution on
         a crop around it, aligned to the network's 32-pixel grid; the crop's detection replaces
-        the coarse one when they overlap (IoU >= 0.5). ``min_size`` drops boxes narrower than
-        that many pixels (0 keeps all). Boxes may extend past the image border.
+        the coarse one when they overlap (IoU >= 0.5), and a coarse face the crop does not confirm
+        is dropped (the reduced frame's false alarms, e.g. a painting behind a portrait, are
+        ones the whole frame does not raise). ``min_size`` drops boxes narrower than that many
+        pixels (0 keeps all). Boxes may extend past the image border.
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
@@ -186,7 +191,8 @@ class YuNetDetector:
         return out
 
     def refine(self, rgb: NDArray[np.uint8], coarse: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Face rows found on a reduced frame, re-detected at full resolution around each face."""
+        """Face rows found on a reduced frame, re-detected at full resolution around each face;
+        those not found again there are dropped."""
         h, w = rgb.shape[:2]
         d = self.config.divisor
         fine_rows: list[NDArray[np.float64]] = []
@@ -201,14 +207,15 @@ class YuNetDetector:
             y1 = min(h, y0 + -(-int(np.ceil(y + bh + margin - y0)) // d) * d)
             found = self.faces(rgb[y0:y1, x0:x1]) if x1 > x0 and y1 > y0 else np.zeros((0, 15))
             if len(found):
-                found[:, 0:14:2] += x0
-                found[:, 1:14:2] += y0
+                # x, y and the landmarks move with the crop; the width and height (columns 2, 3) do not.
+                found[:, [0, 4, 6, 8, 10, 12]] += x0
+                found[:, [1, 5, 7, 9, 11, 13]] += y0
                 overlap = _iou(face[:4], found[:, :4])
                 best = int(np.argmax(overlap))
                 if overlap[best] >= 0.5:
                     fine_rows.append(found[best])
-                    continue
-            fine_rows.append(face)
+        if not fine_rows:
+            return np.zeros((0, 15), dtype=np.float64)
         fine = np.stack(fine_rows)
         return fine[np.argsort(-fine[:, 14], kind="stable")]
 
