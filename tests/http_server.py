@@ -51,7 +51,9 @@ class ServiceProcess:
             check=False,
         )
 
-    def start(self) -> ServiceProcess:
+    def start(self, *, ready: bool = True) -> ServiceProcess:
+        """Start and wait until /readyz answers 200, or with ``ready=False`` until it answers
+        anything but "starting" (a service that comes up not ready)."""
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -67,10 +69,12 @@ class ServiceProcess:
                     f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
                 )
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
+                answer = httpx.get(f"{self.url}/readyz", timeout=2)
             except httpx.TransportError:
                 pass
+            else:
+                if answer.status_code == 200 or (not ready and answer.json()["status"] != "starting"):
+                    return self
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"server not ready in time:\n{self.log.read_text()[-3000:]}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,9 +132,35 @@ def test_health_ready_metrics(service: tuple[ServiceProcess, str]) -> None:
     assert httpx.get(f"{svc.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{svc.url}/readyz").json()
     assert ready["status"] == "ready"
-    assert set(ready["checks"]) == {"models", "index", "database", "calibration"}
+    assert set(ready["checks"]) == {"models", "index", "database", "calibration", "liveness"}
+    assert ready["checks"]["liveness"]["ok"] is True and 0.0 < ready["checks"]["liveness"]["threshold"] < 1.0
     metrics = httpx.get(f"{svc.url}/metrics").text
     assert "facegate_gallery_templates" in metrics
+
+
+def test_not_ready_while_liveness_is_uncalibrated(model_dir: Path, tmp_path: Path) -> None:
+    """Models whose manifest carries no liveness fusion (fitted on other artifacts: what a build on
+    another CPU once gave) would make every burst "undetermined": /readyz says so with a 503."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for artifact in model_dir.iterdir():
+        if artifact.name != "manifest.json":
+            (models / artifact.name).symlink_to(artifact.resolve())
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    del manifest["models"]["liveness"]["fusion"]
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    svc = ServiceProcess(tmp_path / "data", models)
+    (tmp_path / "data").mkdir()
+    assert svc.cli("db", "upgrade").returncode == 0
+    try:
+        svc.start(ready=False)
+        ready = httpx.get(f"{svc.url}/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+        checks = ready.json()["checks"]
+        assert checks["liveness"] == {"ok": False, "pad": False, "error": "liveness_uncalibrated"}
+        assert checks["database"]["ok"] and checks["models"]["ok"]
+    finally:
+        svc.stop()
 
 
 def test_authentication_and_roles(setup: dict[str, Any]) -> None:

@@ -2,7 +2,10 @@
 
 /healthz answers 200 while the process runs, database or not: an orchestrator must not restart a
 service whose database is away (it recovers by itself when the database returns). /readyz answers
-503 while the database cannot be reached, with `checks.database.error` = `database_unavailable`.
+503 while the database cannot be reached, with `checks.database.error` = `database_unavailable`,
+and while the liveness stage has no fusion fitted for the built artifacts (`checks.liveness.error`
+= `liveness_uncalibrated`): every burst would then be "undetermined", and doors that require
+liveness would refuse every live person.
 """
 
 from __future__ import annotations
@@ -100,7 +103,18 @@ def _checks(services: Services) -> dict[str, Any]:
             "after_ms": round((time.perf_counter() - started) * 1000, 1),
         }
     checks["calibration"] = _calibration_check(services)
+    checks["liveness"] = _liveness_check(services)
     return checks
+
+
+def _liveness_check(services: Services) -> dict[str, Any]:
+    liveness = services.serving().pipeline.liveness
+    check: dict[str, Any] = {"ok": liveness.fusion is not None, "pad": liveness.pad is not None}
+    if liveness.fusion is None:
+        check["error"] = "liveness_uncalibrated"
+    else:
+        check["threshold"] = liveness.fusion.threshold
+    return check
 
 
 @router.get(
