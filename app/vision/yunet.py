@@ -66,6 +66,10 @@ class YuNetConfig:
 
 # Context kept around a face when it is re-detected at full resolution, in face sizes per side.
 REFINE_MARGIN = 0.5
+# A detection on the crop is the coarse face's when their boxes overlap this much: the reduced
+# frame's boxes of very large faces are shaped differently (IoU 0.47-0.5 with the whole frame's on
+# LFW upscaled 5x), and the crop holds no other face that near.
+REFINE_MIN_IOU = 0.3
 # The narrowest face YuNet finds reliably, about twice its smallest anchor: a reduced frame keeps the
 # smallest face the service uses at least this wide.
 RELIABLE_FACE_PX = 20
@@ -152,7 +156,7 @@ class YuNetDetector:
         embedding of a door-frame face moves to a median cosine of 0.96 against full
         resolution), so with ``refine`` each face found is detected again at full resolution on
         a crop around it, aligned to the network's 32-pixel grid; the crop's detection replaces
-        the coarse one when they overlap (IoU >= 0.5), and a coarse face the crop does not confirm
+        the coarse one when they overlap (IoU >= 0.3), and a coarse face the crop does not confirm
         is dropped (the reduced frame's false alarms, e.g. a painting behind a portrait, are
         ones the whole frame does not raise). ``min_size`` drops boxes narrower than that many
         pixels (0 keeps all). Boxes may extend past the image border.
@@ -212,7 +216,7 @@ class YuNetDetector:
                 found[:, [1, 5, 7, 9, 11, 13]] += y0
                 overlap = _iou(face[:4], found[:, :4])
                 best = int(np.argmax(overlap))
-                if overlap[best] >= 0.5:
+                if overlap[best] >= REFINE_MIN_IOU:
                     fine_rows.append(found[best])
         if not fine_rows:
             return np.zeros((0, 15), dtype=np.float64)
