@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from app.vision.detector import (
 from models.convert_detector import convert_detector
 from models.dlib_dnn import conv_params, read_dnn
 from models.dlib_format import DlibFormatError
+from tests.dlib_oracle import cnn_detections, lfw_sample
 
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 SCORE_TOL = 1e-3
@@ -61,7 +63,7 @@ def detector(converted: tuple[Path, dict[str, Any]]) -> Iterator[FaceDetector]:
 
 @pytest.fixture(scope="module")
 def dlib_detector() -> Any:
-    return dlib.cnn_face_detection_model_v1(str(DAT))
+    return partial(cnn_detections, DAT)
 
 
 @pytest.fixture(scope="module")
@@ -320,8 +322,7 @@ def test_multi_face_scenes_find_several_faces(detector: FaceDetector) -> None:
 @pytest.mark.shared
 @pytest.mark.slow
 def test_lfw_sample_matches_dlib(detector: FaceDetector, dlib_detector: Any) -> None:
-    files = sorted(_shared("lfw-dev").glob("images/*/*.jpg"))
-    sample = files[:: max(1, len(files) // 20)][:20]
+    sample = lfw_sample(_shared("lfw-dev") / "images")
     found = 0
     for path in sample:
         img = _read_rgb(path)

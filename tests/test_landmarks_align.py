@@ -7,6 +7,7 @@ chips identical to ``dlib.get_face_chip`` (including dlib's pyramid path for lar
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from app.vision.align import (
 from app.vision.landmarks import LandmarkPredictor, _similarity_float32
 from models.convert_shape_predictor import convert_shape_predictor, read_shape_predictor
 from models.dlib_format import DlibFormatError
+from tests.dlib_oracle import cnn_detections, lfw_sample
 
 MODELS = Path(os.path.dirname(face_recognition_models.__file__)) / "models"
 SP_DAT = MODELS / "shape_predictor_5_face_landmarks.dat"
@@ -59,7 +61,7 @@ def dlib_predictor() -> Any:
 
 @pytest.fixture(scope="module")
 def cnn_detector() -> Any:
-    return dlib.cnn_face_detection_model_v1(str(MMOD_DAT))
+    return partial(cnn_detections, MMOD_DAT)
 
 
 @pytest.fixture(scope="module")
@@ -375,8 +377,7 @@ def test_example_photos_equal_dlib(predictor: LandmarkPredictor, dlib_predictor:
 @pytest.mark.slow
 def test_lfw_faces_equal_dlib(predictor: LandmarkPredictor, dlib_predictor: Any, cnn_detector: Any) -> None:
     """20 LFW images (250x250) with dlib's CNN detector boxes at upsample 1, as a door camera sees them."""
-    people = sorted(p for p in (shared_faces() / "lfw-dev" / "images").iterdir() if p.is_dir())
-    files = [sorted(p.glob("*.jpg"))[0] for p in people[:: max(1, len(people) // 20)][:20]]
+    files = lfw_sample(shared_faces() / "lfw-dev" / "images")
     faces = 0
     for path in files:
         rgb = read_rgb(path)

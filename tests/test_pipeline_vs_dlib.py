@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from app.settings import Settings
 from app.vision.pipeline import FacePipeline
 from tests.conftest import REPO, shared_faces
-from tests.dlib_oracle import dlib_faces, iou
+from tests.dlib_oracle import dlib_faces, iou, lfw_sample
 
 
 def _load_rgb(path: Path) -> NDArray[np.uint8]:
@@ -104,8 +104,8 @@ def test_scenes_and_sizes_equal_dlib(
 
 @pytest.mark.shared
 def test_lfw_images_equal_dlib(pipeline: FacePipeline, dlib_source: Path) -> None:
-    images = sorted((shared_faces() / "lfw-dev" / "images").glob("*/*.jpg"))[::200][:24]
-    assert len(images) == 24
+    images = lfw_sample(shared_faces() / "lfw-dev" / "images")
+    assert len(images) == 20
     for path in images:
         assert_same_as_dlib(pipeline, dlib_source, _load_rgb(path))
 
